@@ -1,0 +1,2 @@
+"""RegistrationSuite: physical-space image registration (engine, files, evaluation, CLI)."""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Files: images, masks, transforms, displacement fields and point sets."""
