@@ -1,0 +1,220 @@
+"""Registration settings: stages, pyramid levels and named presets stored as JSON.
+
+A :class:`RegistrationConfig` is a list of :class:`StageConfig` run in order (linear stages
+first, then at most one deformable stage), each with its own pyramid of :class:`LevelConfig`.
+Presets are JSON files in ``regsuite/presets``; a user copies one, edits it and passes the file.
+
+Example:
+    >>> config = load_preset("rigid")
+    >>> config.stages[0].model
+    'rigid'
+    >>> sorted(list_presets())[:3]
+    ['affine', 'brain-mri', 'bspline']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import PresetError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+LINEAR_MODELS = ("rigid", "affine", "affine-matrix")
+DEFORMABLE_MODELS = ("bspline", "displacement", "svf")
+MODEL_ALIASES = {"dense": "displacement", "diffeomorphic": "svf", "ffd": "bspline", "matrix": "affine-matrix"}
+OPTIMIZERS = ("adam", "lbfgs", "gaussian", "one-plus-one", "cma-es")
+INITIALIZATIONS = ("none", "geometry", "moments", "principal-axes")
+REGULARIZERS = ("diffusion", "bending", "folding")
+
+
+@dataclass
+class LevelConfig:
+    """One pyramid level: image shrink factor, Gaussian smoothing (sigma in each image's own
+    voxels) and iteration count; optional per-level learning rate and B-spline control spacing."""
+
+    shrink: float = 1.0
+    smoothing: float = 0.0
+    iterations: int = 100
+    learning_rate: float | None = None
+    control_spacing: float | None = None
+
+
+@dataclass
+class StageConfig:
+    """One stage: a transform model optimised for a similarity measure over a pyramid."""
+
+    model: str
+    metric: str = "ncc"
+    metric_options: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    learning_rate: float = 1.0
+    levels: list[LevelConfig] = field(default_factory=lambda: [LevelConfig(4, 2, 100), LevelConfig(2, 1, 50)])
+    regularization: dict[str, float] = field(default_factory=dict)
+    control_spacing: float = 10.0
+    integration_steps: int = 7
+    gradient_smoothing: float = 1.5
+    field_smoothing: float = 0.7
+    tolerance: float = 1e-5
+    window: int = 10
+    use_masks: bool = True
+
+    @property
+    def is_linear(self) -> bool:
+        return self.model in LINEAR_MODELS
+
+
+@dataclass
+class RegistrationConfig:
+    """A full registration recipe (what a preset file holds)."""
+
+    name: str = "custom"
+    description: str = ""
+    initialization: str = "moments"
+    intensity: dict[str, Any] = field(default_factory=lambda: {"mode": "percentile", "low": 0.5, "high": 99.5})
+    stages: list[StageConfig] = field(default_factory=list)
+
+    @property
+    def is_linear(self) -> bool:
+        """True when every stage is rigid/affine (the result is one linear transform)."""
+        return all(stage.is_linear for stage in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+# ---------------------------------------------------------------------- parsing
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise PresetError(f"{where} must be a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise PresetError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    return data
+
+
+def _number(value: Any, where: str, minimum: float | None = None, integer: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PresetError(f"{where} must be a number, got {value!r}")
+    if integer and int(value) != value:
+        raise PresetError(f"{where} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise PresetError(f"{where} must be >= {minimum}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _level(data: Any, where: str) -> LevelConfig:
+    if isinstance(data, (list, tuple)) and len(data) == 3:
+        data = {"shrink": data[0], "smoothing": data[1], "iterations": data[2]}
+    _build(LevelConfig, data, where)
+    level = LevelConfig(**data)
+    level.shrink = _number(level.shrink, f"{where}.shrink", 1.0)
+    level.smoothing = _number(level.smoothing, f"{where}.smoothing", 0.0)
+    level.iterations = _number(level.iterations, f"{where}.iterations", 0, integer=True)
+    if level.learning_rate is not None:
+        level.learning_rate = _number(level.learning_rate, f"{where}.learning_rate", 0.0)
+    if level.control_spacing is not None:
+        level.control_spacing = _number(level.control_spacing, f"{where}.control_spacing", 1e-3)
+    return level
+
+
+def _stage(data: Any, where: str) -> StageConfig:
+    _build(StageConfig, data, where)
+    if "model" not in data:
+        raise PresetError(f"{where} has no 'model'; expected one of {', '.join(LINEAR_MODELS + DEFORMABLE_MODELS)}")
+    values = dict(data)
+    model = MODEL_ALIASES.get(values["model"], values["model"])
+    if model not in LINEAR_MODELS + DEFORMABLE_MODELS:
+        raise PresetError(f"{where}: unknown model '{values['model']}'; expected one of {', '.join(LINEAR_MODELS + DEFORMABLE_MODELS)}")
+    values["model"] = model
+    levels = values.pop("levels", None)
+    stage = StageConfig(**values)
+    if levels is not None:
+        if not isinstance(levels, list) or not levels:
+            raise PresetError(f"{where}.levels must be a non-empty list")
+        stage.levels = [_level(level, f"{where}.levels[{i}]") for i, level in enumerate(levels)]
+    if stage.optimizer not in OPTIMIZERS:
+        raise PresetError(f"{where}: unknown optimizer '{stage.optimizer}'; expected one of {', '.join(OPTIMIZERS)}")
+    if stage.optimizer in ("one-plus-one", "cma-es") and not stage.is_linear:
+        raise PresetError(f"{where}: optimizer '{stage.optimizer}' is for rigid/affine stages only")
+    if stage.optimizer == "gaussian" and stage.model not in ("displacement", "svf"):
+        raise PresetError(f"{where}: optimizer 'gaussian' is for 'displacement' and 'svf' stages only")
+    if not isinstance(stage.metric, str):
+        raise PresetError(f"{where}.metric must be a name such as 'ncc'")
+    if not isinstance(stage.metric_options, dict) or not isinstance(stage.regularization, dict):
+        raise PresetError(f"{where}: metric_options and regularization must be JSON objects")
+    for name, weight in stage.regularization.items():
+        if name not in REGULARIZERS:
+            raise PresetError(f"{where}: unknown regularizer '{name}'; expected one of {', '.join(REGULARIZERS)}")
+        stage.regularization[name] = _number(weight, f"{where}.regularization.{name}", 0.0)
+    for key, minimum in (("learning_rate", 0.0), ("control_spacing", 1e-3), ("gradient_smoothing", 0.0),
+                         ("field_smoothing", 0.0), ("tolerance", 0.0)):
+        setattr(stage, key, _number(getattr(stage, key), f"{where}.{key}", minimum))
+    stage.integration_steps = _number(stage.integration_steps, f"{where}.integration_steps", 0, integer=True)
+    stage.window = _number(stage.window, f"{where}.window", 1, integer=True)
+    return stage
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "preset") -> RegistrationConfig:
+    """Validate a preset dictionary; every problem is a one-line :class:`PresetError`."""
+    _build(RegistrationConfig, data, source)
+    values = dict(data)
+    stages = values.pop("stages", None)
+    if not isinstance(stages, list) or not stages:
+        raise PresetError(f"{source} needs a non-empty 'stages' list")
+    config = RegistrationConfig(**values)
+    config.stages = [_stage(stage, f"{source}: stages[{i}]") for i, stage in enumerate(stages)]
+    if config.initialization not in INITIALIZATIONS:
+        raise PresetError(f"{source}: unknown initialization '{config.initialization}'; expected one of {', '.join(INITIALIZATIONS)}")
+    if not isinstance(config.intensity, dict) or config.intensity.get("mode", "percentile") not in ("percentile", "window", "none"):
+        raise PresetError(f"{source}: intensity must be an object with mode 'percentile', 'window' or 'none'")
+    seen_deformable = False
+    for i, stage in enumerate(config.stages):
+        if seen_deformable:
+            raise PresetError(f"{source}: stages[{i}] follows a deformable stage; put rigid/affine stages first and use one deformable stage")
+        seen_deformable = not stage.is_linear
+    return config
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped with the engine."""
+    return sorted(path.stem for path in PRESET_DIR.glob("*.json"))
+
+
+def preset_path(name: str) -> Path:
+    """Path of a shipped preset JSON file."""
+    path = PRESET_DIR / f"{name}.json"
+    if not path.is_file():
+        raise PresetError(f"unknown preset '{name}'; available presets: {', '.join(list_presets())} (or give a JSON file path)")
+    return path
+
+
+def load_preset(preset: str | os.PathLike[str] | Mapping[str, Any] | RegistrationConfig) -> RegistrationConfig:
+    """A :class:`RegistrationConfig` from a preset name, a JSON file path, a dict or a config."""
+    if isinstance(preset, RegistrationConfig):
+        return config_from_dict(preset.to_dict(), preset.name)
+    if isinstance(preset, Mapping):
+        return config_from_dict(preset, "preset")
+    text = str(preset)
+    path = Path(text)
+    looks_like_file = text.lower().endswith(".json") or os.sep in text or path.is_file()
+    if not looks_like_file:
+        path = preset_path(text)
+    elif not path.is_file():
+        raise PresetError(f"preset file '{text}' does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise PresetError(f"preset file '{path}' cannot be read: {error}") from None
+    except json.JSONDecodeError as error:
+        raise PresetError(f"preset file '{path}' is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+    return config_from_dict(data, f"preset '{path.name}'")

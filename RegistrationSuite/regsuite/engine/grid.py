@@ -1,0 +1,169 @@
+"""Image grids in physical space.
+
+A :class:`Grid` is the geometry of a 3D image: ``size``, ``spacing`` and ``origin`` in ITK
+order ``(x, y, z)`` and ``direction``, a 3x3 matrix whose columns are the world directions of
+the index axes. Three coordinate frames are used (see ``docs/ARCHITECTURE.md``):
+
+* **world**: ITK physical space (LPS, mm);
+* **index**: continuous voxel index ``(i, j, k)``;
+* **normalized**: ``grid_sample`` coordinates with ``align_corners=True``.
+
+Every conversion is an explicit 4x4 homogeneous matrix named ``<from>_to_<to>``.
+
+Example:
+    >>> import SimpleITK as sitk
+    >>> image = sitk.Image(10, 20, 30, sitk.sitkFloat32)
+    >>> image.SetSpacing((1.0, 2.0, 3.0))
+    >>> grid = Grid.from_sitk(image)
+    >>> grid.shape_zyx
+    (30, 20, 10)
+    >>> (grid.index_to_world() @ [9, 19, 29, 1])[:3].tolist()
+    [9.0, 38.0, 87.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Geometry of a 3D image (ITK conventions, world = LPS mm)."""
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
+        object.__setattr__(self, "origin", tuple(float(v) for v in self.origin))
+        object.__setattr__(self, "direction", np.asarray(self.direction, dtype=np.float64).reshape(3, 3))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_sitk(cls, image: sitk.Image) -> "Grid":
+        """Geometry of a SimpleITK image."""
+        return cls(image.GetSize(), image.GetSpacing(), image.GetOrigin(), np.array(image.GetDirection()))
+
+    def reference_image(self, pixel_type: int = sitk.sitkUInt8) -> sitk.Image:
+        """An empty SimpleITK image with this geometry (a resampling reference)."""
+        image = sitk.Image(list(self.size), pixel_type)
+        self.copy_to(image)
+        return image
+
+    def copy_to(self, image: sitk.Image) -> sitk.Image:
+        """Set this geometry on ``image`` (same size required) and return it."""
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction.flatten().tolist())
+        return image
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        """Tensor shape ``(D, H, W)`` of an image on this grid."""
+        return (self.size[2], self.size[1], self.size[0])
+
+    @property
+    def num_voxels(self) -> int:
+        return int(np.prod(self.size))
+
+    @property
+    def extent(self) -> np.ndarray:
+        """Physical length covered by the voxel centres along each index axis (mm)."""
+        return (np.array(self.size) - 1) * np.array(self.spacing)
+
+    def center_world(self) -> np.ndarray:
+        """World position of the centre of the grid."""
+        return self.index_to_world_points((np.array(self.size) - 1) / 2.0)
+
+    # ------------------------------------------------------------------ frames
+    def index_to_world(self) -> np.ndarray:
+        """4x4 matrix: continuous index -> world."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = self.direction @ np.diag(self.spacing)
+        matrix[:3, 3] = self.origin
+        return matrix
+
+    def world_to_index(self) -> np.ndarray:
+        """4x4 matrix: world -> continuous index."""
+        return np.linalg.inv(self.index_to_world())
+
+    def index_to_normalized(self) -> np.ndarray:
+        """4x4 matrix: continuous index -> ``grid_sample`` coordinates (align_corners=True)."""
+        matrix = np.eye(4)
+        for axis, n in enumerate(self.size):
+            if n > 1:
+                matrix[axis, axis] = 2.0 / (n - 1)
+                matrix[axis, 3] = -1.0
+            else:
+                matrix[axis, axis] = 1.0
+                matrix[axis, 3] = 0.0
+        return matrix
+
+    def world_to_normalized(self) -> np.ndarray:
+        """4x4 matrix: world -> ``grid_sample`` coordinates."""
+        return self.index_to_normalized() @ self.world_to_index()
+
+    def normalized_to_world(self) -> np.ndarray:
+        return np.linalg.inv(self.world_to_normalized())
+
+    def index_to_world_points(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, dtype=np.float64)
+        matrix = self.index_to_world()
+        return index @ matrix[:3, :3].T + matrix[:3, 3]
+
+    def world_to_index_points(self, world: np.ndarray) -> np.ndarray:
+        world = np.asarray(world, dtype=np.float64)
+        matrix = self.world_to_index()
+        return world @ matrix[:3, :3].T + matrix[:3, 3]
+
+    # ------------------------------------------------------------------ tensors
+    def world_points(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """World coordinates of every voxel centre, shape ``(1, D, H, W, 3)`` (x, y, z)."""
+        axes = [torch.arange(n, device=device, dtype=torch.float64) for n in (self.size[2], self.size[1], self.size[0])]
+        k, j, i = torch.meshgrid(*axes, indexing="ij")
+        index = torch.stack([i, j, k], dim=-1)
+        matrix = torch.as_tensor(self.index_to_world(), device=device, dtype=torch.float64)
+        world = index @ matrix[:3, :3].T + matrix[:3, 3]
+        return world.unsqueeze(0).to(dtype)
+
+    # ------------------------------------------------------------------ derived grids
+    def shrink(self, factor: float) -> "Grid":
+        """A coarser grid covering the same physical box (voxel size multiplied by ``factor``).
+
+        The new voxel centres stay inside the original extent and are centred on it, so the
+        result is nested in the original box for any factor >= 1.
+        """
+        if factor <= 1.0:
+            return self
+        size = np.maximum(1, np.floor((np.array(self.size) - 1) / factor).astype(int) + 1)
+        spacing = np.array(self.spacing) * factor
+        used = (size - 1) * spacing
+        offset = (self.extent - used) / 2.0
+        origin = np.array(self.origin) + self.direction @ offset
+        return Grid(tuple(size), tuple(spacing), tuple(origin), self.direction)
+
+    def is_same(self, other: "Grid", tolerance: float = 1e-4) -> bool:
+        return (
+            self.size == other.size
+            and np.allclose(self.spacing, other.spacing, rtol=tolerance)
+            and np.allclose(self.origin, other.origin, atol=1e-3)
+            and np.allclose(self.direction, other.direction, atol=tolerance)
+        )
+
+
+def to_tensor_matrix(matrix: np.ndarray, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A numpy matrix as a tensor on ``device``."""
+    return torch.as_tensor(np.asarray(matrix), device=device, dtype=dtype)
+
+
+def apply_affine(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Apply a 4x4 (or 3x4) homogeneous matrix to points ``(..., 3)``."""
+    return points @ matrix[:3, :3].T + matrix[:3, 3]

@@ -1,0 +1,139 @@
+"""Dense (non-parametric) displacement fields and stationary velocity fields.
+
+A :class:`DenseField` stores a displacement ``u`` (world mm, components x, y, z) at the voxel
+centres of a grid aligned with the fixed image: the map is ``x -> x + u(x)``.
+A :class:`VelocityField` stores a stationary velocity ``v``; its map is ``exp(v)``, computed by
+scaling and squaring, and its exact inverse is ``exp(-v)``.
+
+Example:
+    >>> import torch
+    >>> from regsuite.engine.grid import Grid
+    >>> grid = Grid((16, 16, 16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    >>> svf = VelocityField(grid, steps=6)
+    >>> with torch.no_grad():
+    ...     svf.field[:, 0] = 1.5          # constant velocity: a translation by 1.5 mm in x
+    >>> round(float(svf.displacement()[0, 0, 8, 8, 8]), 4)
+    1.5
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..grid import Grid
+
+
+def _vector_to_normalized(grid: Grid, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """3x3 matrix turning a world displacement into a ``grid_sample`` displacement."""
+    return torch.as_tensor(grid.world_to_normalized()[:3, :3], device=device, dtype=dtype)
+
+
+def identity_normalized(grid: Grid, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``grid_sample`` coordinates of ``grid``'s own voxel centres, ``(1, D, H, W, 3)``."""
+    axes = [torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype) if n > 1 else torch.zeros(1, device=device, dtype=dtype)
+            for n in grid.shape_zyx]
+    z, y, x = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([x, y, z], dim=-1).unsqueeze(0)
+
+
+def sample_field(field: torch.Tensor, normalized: torch.Tensor) -> torch.Tensor:
+    """Sample a vector field ``(1, 3, D, H, W)`` at ``grid_sample`` points ``(1, d, h, w, 3)``.
+
+    Outside the field's grid the edge value is repeated (``padding_mode='border'``).
+    """
+    return F.grid_sample(field, normalized, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def compose_on_grid(first: torch.Tensor, second: torch.Tensor, grid: Grid, base: torch.Tensor | None = None) -> torch.Tensor:
+    """Displacement of ``x -> y + second(y)`` with ``y = x + first(x)``, both on ``grid``."""
+    if base is None:
+        base = identity_normalized(grid, first.device, first.dtype)
+    to_normalized = _vector_to_normalized(grid, first.device, first.dtype)
+    offset = torch.einsum("rc,ncdhw->ndhwr", to_normalized, first)
+    return first + sample_field(second, base + offset)
+
+
+def resample_field(field: torch.Tensor, source: Grid, target: Grid) -> torch.Tensor:
+    """Linear interpolation of a vector field from ``source`` to the voxels of ``target``."""
+    if source.is_same(target):
+        return field
+    points = target.world_points(field.device, torch.float64)
+    matrix = torch.as_tensor(source.world_to_normalized(), device=field.device, dtype=torch.float64)
+    normalized = (points @ matrix[:3, :3].T + matrix[:3, 3]).to(field.dtype)
+    return sample_field(field, normalized)
+
+
+class DenseField(nn.Module):
+    """Displacement field (world mm) on ``grid``."""
+
+    invertible = False
+
+    def __init__(self, grid: Grid, field: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.grid = grid
+        if field is None:
+            field = torch.zeros((1, 3) + grid.shape_zyx, dtype=torch.float32)
+        self.field = nn.Parameter(field.detach().clone())
+
+    def displacement(self) -> torch.Tensor:
+        """Displacement ``(1, 3, D, H, W)`` of the map at this grid's voxel centres."""
+        return self.field
+
+    def resampled(self, grid: Grid) -> "DenseField":
+        """The same model on another grid (e.g. the next, finer pyramid level)."""
+        with torch.no_grad():
+            return type(self)(grid, resample_field(self.field, self.grid, grid), **self._options())
+
+    def _options(self) -> dict:
+        return {}
+
+    def displacement_on(self, grid: Grid) -> torch.Tensor:
+        """Displacement of the map at the voxels of ``grid`` (no gradient)."""
+        with torch.no_grad():
+            return resample_field(self.displacement(), self.grid, grid)
+
+    def to_sitk(self, grid: Grid, inverse: bool = False) -> sitk.DisplacementFieldTransform:
+        """The map as an ITK displacement field transform on ``grid`` (e.g. the full fixed grid)."""
+        with torch.no_grad():
+            source = self.inverse_displacement() if inverse else self.displacement()
+            values = resample_field(source, self.grid, grid)
+        array = values[0].permute(1, 2, 3, 0).cpu().double().numpy()
+        image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=True)
+        grid.copy_to(image)
+        return sitk.DisplacementFieldTransform(image)
+
+    def inverse_displacement(self) -> torch.Tensor:
+        raise NotImplementedError("a dense displacement field has no exact inverse")
+
+
+class VelocityField(DenseField):
+    """Stationary velocity field; the map ``exp(v)`` is a diffeomorphism with inverse ``exp(-v)``."""
+
+    invertible = True
+
+    def __init__(self, grid: Grid, field: torch.Tensor | None = None, steps: int = 7) -> None:
+        super().__init__(grid, field)
+        self.steps = int(steps)
+        self._base: torch.Tensor | None = None
+
+    def _options(self) -> dict:
+        return {"steps": self.steps}
+
+    def exponential(self, velocity: torch.Tensor) -> torch.Tensor:
+        """Scaling and squaring: ``exp(v)`` as a displacement on this grid."""
+        if self._base is None or self._base.device != velocity.device:
+            self._base = identity_normalized(self.grid, velocity.device, velocity.dtype)
+        displacement = velocity / (2 ** self.steps)
+        for _ in range(self.steps):
+            displacement = compose_on_grid(displacement, displacement, self.grid, self._base)
+        return displacement
+
+    def displacement(self) -> torch.Tensor:
+        return self.exponential(self.field)
+
+    def inverse_displacement(self) -> torch.Tensor:
+        return self.exponential(-self.field)
