@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 
 def gaussian_kernel1d(sigma: float, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Normalised sampled Gaussian with radius ``ceil(3 sigma)``."""
-    radius = max(1, int(3.0 * sigma + 0.999))
+    """Normalised sampled Gaussian with radius ``round(2.5 sigma)`` (at least 1)."""
+    radius = max(1, int(2.5 * sigma + 0.5))
     x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     return kernel / kernel.sum()

@@ -1,10 +1,12 @@
 """Cubic B-spline free-form deformation on a control grid laid over the fixed image.
 
 The control grid follows ITK's ``BSplineTransform`` layout so the result is written as an ITK
-B-spline transform without resampling: the *transform domain* is the box spanned by the fixed
-image's voxel centres (``domain`` grid, same direction cosines), divided into ``mesh`` cells
-per axis of size ``grid_spacing <= control_spacing``; control point ``p`` (0-based) sits at
-domain coordinate ``(p - 1) * grid_spacing``, so there are ``mesh + 3`` control points per axis.
+B-spline transform without resampling: the *transform domain* is the box covered by the fixed
+image's voxels (``domain`` grid, same direction cosines; half a voxel beyond the outer voxel
+centres, so that ITK, which treats its domain boundary as outside, sees every voxel inside),
+divided into ``mesh`` cells per axis of size ``grid_spacing <= control_spacing``; control point
+``p`` (0-based) sits at domain coordinate ``(p - 1) * grid_spacing``, so there are ``mesh + 3``
+control points per axis.
 Coefficients are displacement vectors in world mm (x, y, z).
 
 On a grid aligned with the domain the field is separable: it is evaluated with three small
@@ -17,6 +19,8 @@ Example:
     >>> ffd = BSplineField(domain, control_spacing=10.0)
     >>> ffd.mesh
     (4, 4, 4)
+    >>> [round(float(s), 3) for s in ffd.grid_spacing]
+    [10.0, 10.0, 10.0]
     >>> tuple(ffd.displacement(domain).shape)
     (1, 3, 20, 20, 20)
 """
@@ -51,8 +55,9 @@ class BSplineField(nn.Module):
     def __init__(self, domain: Grid, control_spacing: float | Sequence[float]) -> None:
         super().__init__()
         spacing = np.broadcast_to(np.asarray(control_spacing, dtype=np.float64), (3,))
-        extent = np.maximum(domain.extent, 1e-6)
         self.domain = domain
+        self.corner = -0.5 * np.array(domain.spacing)  # domain start, relative to voxel 0 (mm)
+        extent = np.array(domain.size) * np.array(domain.spacing)
         self.mesh: tuple[int, int, int] = tuple(int(max(1, math.ceil(e / s - 1e-6))) for e, s in zip(extent, spacing))
         self.grid_spacing = extent / np.array(self.mesh)
         size_zyx = (self.mesh[2] + 3, self.mesh[1] + 3, self.mesh[0] + 3)
@@ -69,7 +74,7 @@ class BSplineField(nn.Module):
         """Positions of ``grid``'s voxel centres along each domain axis, in domain mm."""
         if not np.allclose(grid.direction, self.domain.direction, atol=1e-6):
             raise ValueError("B-spline evaluation needs a grid with the domain's direction cosines")
-        offset = self.domain.direction.T @ (np.array(grid.origin) - np.array(self.domain.origin))
+        offset = self.domain.direction.T @ (np.array(grid.origin) - np.array(self.domain.origin)) - self.corner
         return [offset[a] + np.arange(grid.size[a]) * grid.spacing[a] for a in range(3)]
 
     def axis_weights(self, positions: np.ndarray, axis: int) -> np.ndarray:
@@ -97,7 +102,7 @@ class BSplineField(nn.Module):
 
     def regularization_grid(self) -> Grid:
         """The control grid as a :class:`Grid` (for regularizers on the coefficients)."""
-        origin = np.array(self.domain.origin) - self.domain.direction @ self.grid_spacing
+        origin = np.array(self.domain.origin) + self.domain.direction @ (self.corner - self.grid_spacing)
         return Grid(self.control_size, tuple(self.grid_spacing), tuple(origin), self.domain.direction)
 
     # ------------------------------------------------------------------ refinement
@@ -106,8 +111,9 @@ class BSplineField(nn.Module):
         finer = BSplineField(self.domain, control_spacing)
         finer.to(self.coefficients.device)
         step = np.minimum(finer.grid_spacing, self.grid_spacing) / 2.0
-        size = np.floor(self.domain.extent / step).astype(int) + 1
-        fit_grid = Grid(tuple(size), tuple(step), self.domain.origin, self.domain.direction)
+        size = np.floor(self.grid_spacing * np.array(self.mesh) / step).astype(int) + 1
+        start = np.array(self.domain.origin) + self.domain.direction @ self.corner
+        fit_grid = Grid(tuple(size), tuple(step), tuple(start), self.domain.direction)
         with torch.no_grad():
             values = self.displacement(fit_grid)
             pinv = [torch.linalg.pinv(w) for w in finer.weights(fit_grid)]
@@ -119,7 +125,7 @@ class BSplineField(nn.Module):
         """The same field as an ITK ``BSplineTransform`` (order 3)."""
         transform = sitk.BSplineTransform(3, 3)
         direction = self.domain.direction
-        origin = np.array(self.domain.origin) - direction @ self.grid_spacing
+        origin = np.array(self.domain.origin) + direction @ (self.corner - self.grid_spacing)
         fixed = list(self.control_size) + origin.tolist() + self.grid_spacing.tolist() + direction.ravel().tolist()
         transform.SetFixedParameters([float(v) for v in fixed])
         coefficients = self.coefficients.detach().cpu().double().numpy()[0]

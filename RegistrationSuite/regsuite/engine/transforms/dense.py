@@ -40,12 +40,12 @@ def identity_normalized(grid: Grid, device: torch.device | str, dtype: torch.dty
     return torch.stack([x, y, z], dim=-1).unsqueeze(0)
 
 
-def sample_field(field: torch.Tensor, normalized: torch.Tensor) -> torch.Tensor:
+def sample_field(field: torch.Tensor, normalized: torch.Tensor, padding: str = "border") -> torch.Tensor:
     """Sample a vector field ``(1, 3, D, H, W)`` at ``grid_sample`` points ``(1, d, h, w, 3)``.
 
-    Outside the field's grid the edge value is repeated (``padding_mode='border'``).
+    Outside the field's grid the edge value is repeated (``padding='border'``) or zero.
     """
-    return F.grid_sample(field, normalized, mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(field, normalized, mode="bilinear", padding_mode=padding, align_corners=True)
 
 
 def compose_on_grid(first: torch.Tensor, second: torch.Tensor, grid: Grid, base: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,14 +57,14 @@ def compose_on_grid(first: torch.Tensor, second: torch.Tensor, grid: Grid, base:
     return first + sample_field(second, base + offset)
 
 
-def resample_field(field: torch.Tensor, source: Grid, target: Grid) -> torch.Tensor:
+def resample_field(field: torch.Tensor, source: Grid, target: Grid, padding: str = "border") -> torch.Tensor:
     """Linear interpolation of a vector field from ``source`` to the voxels of ``target``."""
     if source.is_same(target):
         return field
     points = target.world_points(field.device, torch.float64)
     matrix = torch.as_tensor(source.world_to_normalized(), device=field.device, dtype=torch.float64)
     normalized = (points @ matrix[:3, :3].T + matrix[:3, 3]).to(field.dtype)
-    return sample_field(field, normalized)
+    return sample_field(field, normalized, padding)
 
 
 class DenseField(nn.Module):
@@ -97,11 +97,15 @@ class DenseField(nn.Module):
             return resample_field(self.displacement(), self.grid, grid)
 
     def to_sitk(self, grid: Grid, inverse: bool = False) -> sitk.DisplacementFieldTransform:
-        """The map as an ITK displacement field transform on ``grid`` (e.g. the full fixed grid)."""
+        """The map as an ITK displacement field transform on ``grid`` (e.g. the full fixed grid).
+
+        Where ``grid`` reaches beyond the model's own grid (a region of interest) the
+        displacement is zero.
+        """
         with torch.no_grad():
             source = self.inverse_displacement() if inverse else self.displacement()
-            values = resample_field(source, self.grid, grid)
-        array = values[0].permute(1, 2, 3, 0).cpu().double().numpy()
+            values = resample_field(source, self.grid, grid, padding="zeros")
+        array = values.detach()[0].permute(1, 2, 3, 0).cpu().double().numpy()
         image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=True)
         grid.copy_to(image)
         return sitk.DisplacementFieldTransform(image)
@@ -124,13 +128,20 @@ class VelocityField(DenseField):
         return {"steps": self.steps}
 
     def exponential(self, velocity: torch.Tensor) -> torch.Tensor:
-        """Scaling and squaring: ``exp(v)`` as a displacement on this grid."""
-        if self._base is None or self._base.device != velocity.device:
+        """Scaling and squaring: ``exp(v)`` as a world displacement on this grid.
+
+        The squaring runs in ``grid_sample`` units (normalized offsets), which are linear in
+        world displacements, so only the first and last steps convert units.
+        """
+        if self._base is None or self._base.device != velocity.device or self._base.dtype != velocity.dtype:
             self._base = identity_normalized(self.grid, velocity.device, velocity.dtype)
-        displacement = velocity / (2 ** self.steps)
+        to_normalized = _vector_to_normalized(self.grid, velocity.device, velocity.dtype)
+        to_world = torch.linalg.inv(to_normalized)
+        displacement = torch.einsum("rc,ncdhw->nrdhw", to_normalized / (2 ** self.steps), velocity)
         for _ in range(self.steps):
-            displacement = compose_on_grid(displacement, displacement, self.grid, self._base)
-        return displacement
+            grid = self._base + displacement.permute(0, 2, 3, 4, 1)
+            displacement = displacement + sample_field(displacement, grid)
+        return torch.einsum("rc,ncdhw->nrdhw", to_world, displacement)
 
     def displacement(self) -> torch.Tensor:
         return self.exponential(self.field)

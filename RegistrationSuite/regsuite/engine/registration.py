@@ -1,0 +1,204 @@
+"""The engine's entry point: :func:`register` two 3D images in physical space.
+
+Example:
+    >>> import SimpleITK as sitk
+    >>> fixed = sitk.GaussianSource(sitk.sitkFloat32, [40, 40, 40], [6, 8, 5], [20, 20, 20])
+    >>> moving = sitk.GaussianSource(sitk.sitkFloat32, [40, 40, 40], [6, 8, 5], [22, 19, 20])
+    >>> result = register(fixed, moving, "rigid", threads=1)
+    >>> [round(v, 1) for v in result.transform.TransformPoint((20.0, 20.0, 20.0))]
+    [22.0, 19.0, 20.0]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..errors import InputError
+from ..io.images import read_image, read_mask, require_overlap
+from ..io.transforms import is_linear
+from .config import RegistrationConfig, load_preset
+from .grid import Grid
+from .initialization import initialize
+from .pyramid import Pyramid, crop_to_foreground, normalize_intensity
+from .stages.common import ProgressEvent, Reporter
+from .stages.deformable import DeformableLoss, run_deformable_stage
+from .stages.linear import evaluate_linear, run_linear_stage
+from .transforms.bspline import BSplineField
+from .transforms.dense import DenseField
+from .transforms.linear import LinearTransform, sitk_linear_to_affine
+
+__all__ = ["register", "RegistrationResult", "ProgressEvent", "resolve_device"]
+
+_INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline}
+
+
+@dataclass
+class RegistrationResult:
+    """What :func:`register` returns.
+
+    ``transform`` maps fixed world points to moving world points (ITK resampling convention):
+    ``sitk.Resample(moving, fixed, result.transform)`` gives the registered image.
+    """
+
+    transform: sitk.Transform
+    inverse: sitk.Transform | None
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    config: RegistrationConfig
+    fixed_grid: Grid
+    elapsed: float
+    parts: list[sitk.Transform] = field(default_factory=list)
+
+    @property
+    def is_linear(self) -> bool:
+        return is_linear(self.transform)
+
+    def resample(self, moving: sitk.Image, reference: sitk.Image | None = None, interpolation: str = "linear",
+                 default_value: float = 0.0) -> sitk.Image:
+        """``moving`` resampled onto the fixed grid (or ``reference``) through the result."""
+        if interpolation not in _INTERPOLATORS:
+            raise InputError(f"unknown interpolation '{interpolation}'; expected one of {', '.join(_INTERPOLATORS)}")
+        grid_image = reference if reference is not None else self.fixed_grid.reference_image()
+        return sitk.Resample(moving, grid_image, self.transform, _INTERPOLATORS[interpolation], default_value,
+                             moving.GetPixelID())
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is an :class:`InputError`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError("device 'cuda' was requested but CUDA is not available here; use --device cpu or auto")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"unknown device '{device}'; expected auto, cpu or cuda")
+
+
+def _mask_center(image: sitk.Image, mask: sitk.Image | None) -> np.ndarray:
+    grid = Grid.from_sitk(image)
+    if mask is None:
+        return grid.center_world()
+    index = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)[:, ::-1]
+    return grid.index_to_world_points(index.mean(axis=0))
+
+
+def register(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    config: str | os.PathLike[str] | Mapping[str, Any] | RegistrationConfig = "affine",
+    fixed_mask: sitk.Image | None = None,
+    moving_mask: sitk.Image | None = None,
+    initial_transform: sitk.Transform | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    seed: int = 0,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> RegistrationResult:
+    """Register ``moving`` to ``fixed``; see ``docs/ARCHITECTURE.md`` for every argument.
+
+    Raises :class:`~regsuite.errors.InputError` for bad inputs,
+    :class:`~regsuite.errors.RegistrationFailed` when the optimisation diverges and
+    :class:`~regsuite.errors.RegistrationCancelled` when ``cancel()`` returns True.
+    """
+    start = time.perf_counter()
+    recipe = load_preset(config)
+    fixed = read_image(fixed, "fixed image")
+    moving = read_image(moving, "moving image")
+    if fixed_mask is not None:
+        fixed_mask = read_mask(fixed_mask, fixed, "fixed mask")
+    if moving_mask is not None:
+        moving_mask = read_mask(moving_mask, moving, "moving mask")
+    target = resolve_device(device)
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(int(threads))
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    torch.manual_seed(seed)
+
+    # ------------------------------------------------------------ initial transform
+    parts: list[sitk.Transform] = []
+    registration_moving, registration_moving_mask = moving, moving_mask
+    if initial_transform is not None and not is_linear(initial_transform):
+        # A non-linear initial transform stays fixed: register against the moving image seen
+        # through it (on the fixed grid) and compose it outermost.
+        parts.append(initial_transform)
+        registration_moving = sitk.Resample(moving, fixed, initial_transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        if moving_mask is not None:
+            registration_moving_mask = sitk.Resample(moving_mask, fixed, initial_transform, sitk.sitkNearestNeighbor, 0)
+        matrix, offset = np.eye(3), np.zeros(3)
+    elif initial_transform is not None:
+        matrix, offset = sitk_linear_to_affine(initial_transform)
+    else:
+        init = initialize(fixed, moving, recipe.initialization, fixed_mask, moving_mask)
+        matrix = init.matrix
+        offset = init.center + init.translation - init.matrix @ init.center
+    start_affine = sitk.AffineTransform(matrix.ravel().tolist(), offset.tolist())
+    require_overlap(fixed, registration_moving, start_affine if not parts else None)
+
+    # ------------------------------------------------------------ pyramid
+    fixed_roi, fixed_mask_roi = crop_to_foreground(fixed, fixed_mask)
+    moving_roi, moving_mask_roi = crop_to_foreground(registration_moving, registration_moving_mask)
+    fixed_n = normalize_intensity(fixed_roi, recipe.intensity, fixed_mask_roi)
+    moving_n = normalize_intensity(moving_roi, recipe.intensity, moving_mask_roi)
+    pyramid = Pyramid(fixed_n, moving_n, fixed_mask_roi, moving_mask_roi, target)
+    report = Reporter(progress, cancel, len(recipe.stages))
+    fixed_grid = Grid.from_sitk(fixed)
+    center = _mask_center(fixed, fixed_mask)
+    radius = float(np.linalg.norm(Grid.from_sitk(fixed).extent)) / (2.0 * np.sqrt(3.0))
+
+    linear = LinearTransform("affine-matrix", center, radius)
+    linear.set_affine(matrix, offset)
+    deformable: BSplineField | DenseField | None = None
+    metrics: dict[str, Any] = {"stages": []}
+    for index, stage in enumerate(recipe.stages):
+        report.begin(index, stage.model, len(stage.levels))
+        stage_start = time.perf_counter()
+        finest = pyramid.level(stage.levels[-1].shrink, stage.levels[-1].smoothing)
+        a, b = linear.matrix_offset()
+        if stage.is_linear:
+            linear = LinearTransform(stage.model, center, radius)
+            linear.set_affine(a.detach().numpy(), b.detach().numpy())
+            before = evaluate_linear(linear, finest, stage)
+            run_linear_stage(stage, pyramid, linear, report, seed)
+            after = evaluate_linear(linear, finest, stage)
+        else:
+            with torch.no_grad():
+                zero = torch.zeros((1, 3) + finest.fixed_grid.shape_zyx, device=target)
+                before = float(DeformableLoss(stage, finest, a, b)(zero)[1])
+            deformable = run_deformable_stage(stage, pyramid, fixed_grid, a, b, report)
+            with torch.no_grad():
+                u = deformable.displacement(finest.fixed_grid) if isinstance(deformable, BSplineField) else deformable.displacement_on(finest.fixed_grid)
+                after = float(DeformableLoss(stage, finest, a, b)(u)[1])
+        metrics["stages"].append({"model": stage.model, "metric": stage.metric, "metric_before": before,
+                                  "metric_after": after, "seconds": round(time.perf_counter() - stage_start, 3)})
+        report.check_cancel()
+
+    # ------------------------------------------------------------ export
+    linear_sitk = linear.to_sitk()
+    parts.append(linear_sitk)
+    inverse: sitk.Transform | None = None
+    if deformable is not None:
+        if isinstance(deformable, BSplineField):
+            parts.append(deformable.to_sitk())
+        else:
+            parts.append(deformable.to_sitk(fixed_grid))
+            if deformable.invertible and len(parts) == 2:
+                inverse = sitk.CompositeTransform([deformable.to_sitk(fixed_grid, inverse=True), linear_sitk.GetInverse()])
+    elif len(parts) == 1:
+        inverse = linear_sitk.GetInverse()
+    transform = parts[0] if len(parts) == 1 else sitk.CompositeTransform(parts)
+    elapsed = time.perf_counter() - start
+    metrics["seconds"] = round(elapsed, 3)
+    metrics["device"] = str(target)
+    return RegistrationResult(transform, inverse, metrics, report.history, recipe, fixed_grid, elapsed, parts)

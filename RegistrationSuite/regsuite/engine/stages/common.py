@@ -1,0 +1,96 @@
+"""Pieces shared by the stage runners: sampling the moving image, progress, convergence.
+
+The moving image is always sampled at *world* points (fixed voxels mapped by the current
+transform) converted to the moving level grid's ``grid_sample`` frame.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ...errors import RegistrationCancelled, RegistrationFailed
+from ..pyramid import LevelImages
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One optimiser iteration, as reported to a ``progress`` callback."""
+
+    stage: int
+    stages: int
+    stage_name: str
+    level: int
+    levels: int
+    iteration: int
+    iterations: int
+    metric: float
+    elapsed: float
+
+
+class Reporter:
+    """Builds :class:`ProgressEvent`s, keeps the history, honours ``cancel``, detects divergence."""
+
+    def __init__(self, progress: Callable[[ProgressEvent], None] | None, cancel: Callable[[], bool] | None, stages: int) -> None:
+        self.progress, self.cancel, self.stages = progress, cancel, stages
+        self.start = time.perf_counter()
+        self.history: list[dict] = []
+        self.stage, self.stage_name, self.level, self.levels = 0, "", 0, 1
+
+    def begin(self, stage: int, stage_name: str, levels: int) -> None:
+        self.stage, self.stage_name, self.levels = stage, stage_name, levels
+
+    def __call__(self, level: int, iteration: int, iterations: int, metric: float) -> None:
+        if not math.isfinite(metric):
+            raise RegistrationFailed(
+                f"registration diverged in stage {self.stage + 1} ({self.stage_name}), level {level + 1}: "
+                "the metric became NaN/Inf; lower the learning rate or check the inputs"
+            )
+        elapsed = time.perf_counter() - self.start
+        event = ProgressEvent(self.stage + 1, self.stages, self.stage_name, level + 1, self.levels,
+                              iteration, iterations, float(metric), elapsed)
+        self.history.append({"stage": event.stage, "model": self.stage_name, "level": event.level,
+                             "iteration": iteration, "metric": event.metric, "elapsed": round(elapsed, 4)})
+        if self.progress is not None:
+            self.progress(event)
+        self.check_cancel()
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise RegistrationCancelled("registration cancelled by the user")
+
+
+class Convergence:
+    """Stops when the best metric improved by less than ``tolerance`` (relative) over ``window``."""
+
+    def __init__(self, tolerance: float, window: int) -> None:
+        self.tolerance, self.window = tolerance, window
+        self.values: list[float] = []
+
+    def update(self, value: float) -> bool:
+        self.values.append(value)
+        if self.tolerance <= 0 or len(self.values) <= self.window:
+            return False
+        before = min(self.values[: -self.window])
+        now = min(self.values[-self.window:])
+        return before - now < self.tolerance * max(abs(before), 1e-12)
+
+
+def sample_moving(level: LevelImages, normalized: torch.Tensor, use_masks: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warped moving image and voxel weights (fixed mask x moving mask x overlap)."""
+    warped = F.grid_sample(level.moving, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
+    with torch.no_grad():
+        weight = (normalized.abs().amax(dim=-1) <= 1.0 + 1e-6).unsqueeze(1).to(warped.dtype)
+        if use_masks and level.fixed_mask is not None:
+            weight = weight * level.fixed_mask
+        if use_masks and level.moving_mask is not None:
+            weight = weight * F.grid_sample(level.moving_mask, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
+    if float(weight.sum()) < 1.0:
+        raise RegistrationFailed("the images no longer overlap (no fixed voxel maps inside the moving image); "
+                                 "check the initialization or lower the learning rate")
+    return warped, weight

@@ -1,0 +1,171 @@
+"""Optimisation of the deformable stage (B-spline, dense displacement or velocity field).
+
+The deformable map ``x -> x + u(x)`` acts before the linear map found by earlier stages:
+``x_moving = A @ (x + u(x)) + b``. Optimisers:
+
+* ``adam`` / ``lbfgs``: autograd on metric + weighted regularizers;
+* ``gaussian`` (dense and velocity fields): the gradient is smoothed by a Gaussian
+  (``gradient_smoothing``, voxels), scaled so the largest update is ``learning_rate`` voxels,
+  applied, and the field is smoothed again (``field_smoothing``) -- the fluid/diffusion-like
+  scheme of Demons and Greedy, computed here with autograd for any differentiable metric.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..config import StageConfig
+from ..filters import gaussian_blur
+from ..grid import Grid
+from ..metrics import make_metric
+from ..pyramid import LevelImages, Pyramid
+from ..regularizers import make_regularizer
+from ..transforms.bspline import BSplineField
+from ..transforms.dense import DenseField, VelocityField
+from .common import Convergence, Reporter, sample_moving
+
+DeformableModel = BSplineField | DenseField
+
+
+def control_spacing(stage: StageConfig, index: int) -> float:
+    """B-spline control spacing at level ``index`` (doubles per coarser level unless given)."""
+    level = stage.levels[index]
+    if level.control_spacing is not None:
+        return level.control_spacing
+    return stage.control_spacing * 2 ** (len(stage.levels) - 1 - index)
+
+
+def model_for_level(stage: StageConfig, model: DeformableModel | None, domain: Grid, level: LevelImages, index: int) -> DeformableModel:
+    """Create the model at the first level, then refine/resample it for each finer level."""
+    device = level.fixed.device
+    if stage.model == "bspline":
+        spacing = control_spacing(stage, index)
+        if model is None:
+            return BSplineField(domain, spacing).to(device)
+        return model if abs(spacing - model.grid_spacing.max()) < 1e-9 else model.refined(spacing)
+    if model is None:
+        if stage.model == "svf":
+            return VelocityField(level.fixed_grid, steps=stage.integration_steps).to(device)
+        return DenseField(level.fixed_grid).to(device)
+    return model.resampled(level.fixed_grid)
+
+
+def displacement(model: DeformableModel, level: LevelImages) -> torch.Tensor:
+    if isinstance(model, BSplineField):
+        return model.displacement(level.fixed_grid)
+    return model.displacement()
+
+
+class DeformableLoss:
+    """Metric (and weighted regularizers) of the moving image warped by ``A (x + u(x)) + b``."""
+
+    def __init__(self, stage: StageConfig, level: LevelImages, matrix: torch.Tensor, offset: torch.Tensor) -> None:
+        self.stage, self.level = stage, level
+        self.metric = make_metric(stage.metric, **stage.metric_options)
+        world_to_normalized = torch.as_tensor(level.moving_grid.world_to_normalized(), dtype=torch.float64)
+        combined = world_to_normalized[:3, :3] @ matrix.detach().cpu().double()
+        self.matrix = combined.float().to(level.fixed.device)
+        self.offset = (world_to_normalized[:3, :3] @ offset.detach().cpu().double() + world_to_normalized[:3, 3]).float().to(level.fixed.device)
+        self.base = level.fixed_points @ self.matrix.T + self.offset
+        self.regularizers = [(make_regularizer(name), weight) for name, weight in stage.regularization.items() if weight > 0]
+
+    def __call__(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(total loss, similarity term)`` for a displacement ``u (1, 3, D, H, W)``."""
+        normalized = self.base + torch.einsum("rc,ncdhw->ndhwr", self.matrix, u)
+        warped, weight = sample_moving(self.level, normalized, self.stage.use_masks)
+        similarity = self.metric(self.level.fixed, warped, weight, self.level.spacing)
+        total = similarity
+        for regularizer, weight_value in self.regularizers:
+            total = total + weight_value * regularizer(u, self.level.spacing, self.level.fixed_grid.direction)
+        return total, similarity
+
+
+def run_deformable_stage(stage: StageConfig, pyramid: Pyramid, domain: Grid, matrix: torch.Tensor,
+                         offset: torch.Tensor, report: Reporter) -> DeformableModel:
+    """Optimise the deformable model level by level and return it.
+
+    ``domain`` is the whole fixed image grid: a B-spline's control grid covers it all, while
+    dense fields live on the (possibly cropped) pyramid levels.
+    """
+    model: DeformableModel | None = None
+    for index, level_config in enumerate(stage.levels):
+        level = pyramid.level(level_config.shrink, level_config.smoothing)
+        model = model_for_level(stage, model, domain, level, index)
+        lr = level_config.learning_rate if level_config.learning_rate is not None else stage.learning_rate
+        if level_config.iterations == 0:
+            continue
+        loss = DeformableLoss(stage, level, matrix, offset)
+        if stage.optimizer == "gaussian":
+            _run_gaussian(stage, model, level, loss, index, level_config.iterations, lr, report)
+        else:
+            _run_gradient(stage, model, level, loss, index, level_config.iterations, lr, report)
+    assert model is not None
+    return model
+
+
+def _parameter(model: DeformableModel) -> torch.nn.Parameter:
+    return model.coefficients if isinstance(model, BSplineField) else model.field
+
+
+def _run_gradient(stage, model, level, loss: DeformableLoss, index, iterations, lr, report) -> None:
+    parameter = _parameter(model)
+    convergence = Convergence(stage.tolerance, stage.window)
+    if stage.optimizer == "lbfgs":
+        optimizer = torch.optim.LBFGS([parameter], lr=lr, max_iter=iterations, line_search_fn="strong_wolfe",
+                                      tolerance_change=stage.tolerance * 1e-3)
+        count = [0]
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            total, similarity = loss(displacement(model, level))
+            total.backward()
+            count[0] += 1
+            report(index, count[0], iterations, float(similarity.detach()))
+            return total
+
+        optimizer.step(closure)
+        return
+    optimizer = torch.optim.Adam([parameter], lr=lr)
+    for iteration in range(iterations):
+        optimizer.zero_grad(set_to_none=True)
+        total, similarity = loss(displacement(model, level))
+        total.backward()
+        report(index, iteration + 1, iterations, float(similarity.detach()))
+        optimizer.step()
+        if convergence.update(float(total.detach())):
+            break
+
+
+def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, iterations, lr, report) -> None:
+    parameter = model.field
+    step_mm = lr * min(level.spacing)
+    convergence = Convergence(stage.tolerance, stage.window)
+    sigma_gradient = stage.gradient_smoothing
+    sigma_field = stage.field_smoothing
+    log_domain = isinstance(model, VelocityField)
+    for iteration in range(iterations):
+        parameter.grad = None
+        if log_domain:
+            # Log-domain update: the smoothed gradient w.r.t. exp(v) is the step for v
+            # (first-order approximation), which avoids back-propagating through squaring.
+            with torch.no_grad():
+                u = model.displacement()
+            u.requires_grad_(True)
+        else:
+            u = model.displacement()
+        total, similarity = loss(u)
+        total.backward()
+        report(index, iteration + 1, iterations, float(similarity.detach()))
+        with torch.no_grad():
+            gradient = u.grad if log_domain else parameter.grad
+            if sigma_gradient > 0:
+                gradient = gaussian_blur(gradient, sigma_gradient)
+            largest = gradient.square().sum(dim=1).max().sqrt()
+            if float(largest) > 0:
+                parameter.sub_(gradient * (step_mm / largest))
+            if sigma_field > 0:
+                parameter.copy_(gaussian_blur(parameter, sigma_field))
+        if convergence.update(float(total.detach())):
+            break

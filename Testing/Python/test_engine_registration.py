@@ -1,0 +1,175 @@
+"""register(): known transforms are recovered in physical space, on different grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from phantoms import make_grid, rotation, sample_phantom
+from regsuite.engine.config import load_preset
+from regsuite.engine.registration import register
+from regsuite.errors import InputError, RegistrationCancelled
+from regsuite.io.transforms import read_transform, write_transform
+
+OBLIQUE = rotation((0.15, -0.1, 0.25))
+
+
+def _pair(world_map, fixed_grid=None, moving_grid=None):
+    fixed = sample_phantom(fixed_grid or make_grid((36, 32, 28), (2.2, 2.2, 2.6), None, OBLIQUE))
+    moving = sample_phantom(moving_grid or make_grid((40, 38, 22), (2.0, 2.1, 3.2)), world_map)
+    return fixed, moving
+
+
+def _fast(model_stage: dict, initialization: str = "moments", **extra) -> dict:
+    return {"name": "test", "initialization": initialization, "stages": [model_stage], **extra}
+
+
+def _max_error(transform, true_map, fixed, step=4, margin=6):
+    size = fixed.GetSize()
+    errors = []
+    for i in range(margin, size[0] - margin, step):
+        for j in range(margin, size[1] - margin, step):
+            for k in range(margin, size[2] - margin, step):
+                x = np.array(fixed.TransformIndexToPhysicalPoint((i, j, k)))
+                errors.append(np.linalg.norm(np.array(transform.TransformPoint(x.tolist())) - true_map(x[None])[0]))
+    return max(errors)
+
+
+def test_rigid_recovered_on_oblique_anisotropic_grids():
+    rot = rotation((0.08, -0.06, 0.12))
+    shift = np.array([4.0, -3.0, 2.5])
+    true_map = lambda p: p @ rot.T + shift  # fixed world -> moving world
+    # moving(y) = phantom(true_map^-1(y)), so that moving(true_map(x)) = fixed(x)
+    inverse = lambda p: (p - shift) @ rot
+    fixed, moving = _pair(inverse)
+    stage = {"model": "rigid", "metric": "ncc", "learning_rate": 1.0, "levels": [[2, 1, 120], [1, 0, 60]]}
+    result = register(fixed, moving, _fast(stage), threads=2)
+    assert _max_error(result.transform, true_map, fixed) < 1.0  # voxels are 2-3 mm
+    assert _mean_error(result.transform, true_map, fixed, margin=6, step=4) < 0.4
+    assert isinstance(result.transform, sitk.Euler3DTransform)
+    before, after = result.metrics["stages"][0]["metric_before"], result.metrics["stages"][0]["metric_after"]
+    assert after < before
+
+
+def test_affine_recovered_with_lbfgs():
+    matrix = np.array([[1.06, 0.04, 0.0], [-0.03, 0.95, 0.02], [0.0, 0.05, 1.04]])
+    shift = np.array([2.0, 1.0, -2.0])
+    true_map = lambda p: p @ matrix.T + shift
+    inverse = lambda p: (p - shift) @ np.linalg.inv(matrix).T
+    fixed, moving = _pair(inverse)
+    stage = {"model": "affine", "metric": "mse", "optimizer": "lbfgs", "learning_rate": 1.0, "levels": [[2, 1, 60], [1, 0, 40]]}
+    result = register(fixed, moving, _fast(stage), threads=2)
+    assert _max_error(result.transform, true_map, fixed) < 0.8
+
+
+def test_evolutionary_optimizer_recovers_a_large_translation():
+    shift = np.array([14.0, -10.0, 6.0])
+    fixed, moving = _pair(lambda p: p - shift)
+    stage = {"model": "rigid", "metric": "ncc", "optimizer": "cma-es", "learning_rate": 8.0, "levels": [[4, 1, 60], [2, 0, 40]]}
+    result = register(fixed, moving, _fast(stage, initialization="none"), threads=2)
+    assert _max_error(result.transform, lambda p: p + shift, fixed) < 1.5
+
+
+def _smooth_warp(p):
+    return p + np.stack([3.0 * np.sin(p[:, 1] / 14.0), 2.5 * np.cos(p[:, 0] / 16.0), 2.0 * np.sin(p[:, 2] / 12.0)], 1)
+
+
+@pytest.mark.parametrize("model,optimizer", [("svf", "gaussian"), ("bspline", "adam"), ("displacement", "gaussian")])
+def test_deformable_models_reduce_a_known_smooth_deformation(model, optimizer):
+    grid = make_grid((36, 36, 30), (2.0, 2.0, 2.0))
+    fixed = sample_phantom(grid)
+    moving = sample_phantom(grid, _inverse_of_smooth_warp)
+    stage = {"model": model, "metric": "lncc", "optimizer": optimizer, "learning_rate": 0.5 if model != "bspline" else 0.3,
+             "control_spacing": 8.0, "levels": [[2, 1, 60], [1, 0, 40]]}
+    result = register(fixed, moving, _fast(stage, initialization="none"), threads=2)
+    before = _max_error(sitk.Transform(), _smooth_warp, fixed, step=3, margin=8)
+    after = _mean_error(result.transform, _smooth_warp, fixed)
+    assert before > 3.0
+    assert after < 0.42 * _mean_error(sitk.Transform(), _smooth_warp, fixed)
+    if model == "svf":
+        assert result.inverse is not None
+        x = np.array(fixed.TransformIndexToPhysicalPoint((18, 18, 15)))
+        back = np.array(result.inverse.TransformPoint(result.transform.TransformPoint(x.tolist())))
+        assert np.linalg.norm(back - x) < 0.2
+
+
+def _inverse_of_smooth_warp(points):
+    estimate = points.copy()
+    for _ in range(30):  # fixed-point iteration: y = x + d(x)  =>  x = y - d(x)
+        estimate = points - (_smooth_warp(estimate) - estimate)
+    return estimate
+
+
+def _mean_error(transform, true_map, fixed, margin=8, step=3):
+    size = fixed.GetSize()
+    errors = []
+    for i in range(margin, size[0] - margin, step):
+        for j in range(margin, size[1] - margin, step):
+            for k in range(margin, size[2] - margin, step):
+                x = np.array(fixed.TransformIndexToPhysicalPoint((i, j, k)))
+                errors.append(np.linalg.norm(np.array(transform.TransformPoint(x.tolist())) - true_map(x[None])[0]))
+    return float(np.mean(errors))
+
+
+def test_written_transform_reproduces_the_engine_resampling(tmp_path):
+    fixed, moving = _pair(lambda p: p - np.array([2.0, 1.0, 0.0]))
+    config = load_preset("deformable").to_dict()
+    for stage in config["stages"]:
+        stage["levels"] = [[2, 1, 15]]
+    result = register(fixed, moving, config, threads=2)
+    path = tmp_path / "t.h5"
+    write_transform(result.transform, path)
+    again = sitk.Resample(moving, fixed, read_transform(path))
+    engine = result.resample(moving)
+    assert np.abs(sitk.GetArrayFromImage(again) - sitk.GetArrayFromImage(engine)).max() < 1e-5
+    assert result.inverse is not None
+
+
+def test_progress_history_and_cancel():
+    fixed, moving = _pair(lambda p: p - np.array([2.0, 0.0, 0.0]))
+    events = []
+    stage = {"model": "rigid", "metric": "ncc", "levels": [[2, 1, 10], [1, 0, 5]], "tolerance": 0}
+    result = register(fixed, moving, _fast(stage), threads=2, progress=events.append)
+    assert len(events) == len(result.history) == 15
+    assert (events[0].level, events[-1].level, events[-1].levels) == (1, 2, 2)
+    calls = []
+    with pytest.raises(RegistrationCancelled):
+        register(fixed, moving, _fast(stage), threads=2, cancel=lambda: len(calls.append(1) or calls) > 3)
+
+
+def test_bad_inputs_give_clear_errors_and_inputs_stay_untouched():
+    fixed, moving = _pair(lambda p: p)
+    before = sitk.GetArrayFromImage(moving).copy()
+    with pytest.raises(InputError, match="CUDA"):
+        if __import__("torch").cuda.is_available():
+            raise InputError("CUDA present: skip")
+        register(fixed, moving, "rigid", device="cuda")
+    flat = sitk.Image([20, 20], sitk.sitkFloat32)
+    with pytest.raises(InputError, match="2D"):
+        register(flat, moving, "rigid")
+    nan = sitk.Image(fixed)
+    nan[3, 3, 3] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        register(nan, moving, "rigid")
+    with pytest.raises(InputError, match="empty"):
+        register(fixed, moving, "rigid", fixed_mask=sitk.Image(fixed.GetSize(), sitk.sitkUInt8).__copy__() if False else _empty_mask(fixed))
+    far = sitk.Image(moving)
+    far.SetOrigin([1000.0, 1000.0, 1000.0])
+    with pytest.raises(InputError, match="overlap"):
+        register(fixed, far, {"initialization": "none", "stages": [{"model": "rigid"}]})
+    assert np.array_equal(sitk.GetArrayFromImage(moving), before)
+
+
+def _empty_mask(image):
+    mask = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    mask.CopyInformation(image)
+    return mask
+
+
+def test_fixed_mask_restricts_the_metric():
+    fixed, moving = _pair(lambda p: p - np.array([3.0, 0.0, 0.0]))
+    mask = sitk.Cast(sitk.BinaryThreshold(fixed, 0.3, 10.0), sitk.sitkUInt8)
+    stage = {"model": "rigid", "metric": "ncc", "levels": [[2, 1, 60], [1, 0, 30]]}
+    result = register(fixed, moving, _fast(stage), fixed_mask=mask, threads=2)
+    assert _max_error(result.transform, lambda p: p + np.array([3.0, 0.0, 0.0]), fixed) < 0.8
