@@ -51,6 +51,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[str]:
     os.close(handle)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
