@@ -127,12 +127,21 @@ class Grid:
     # ------------------------------------------------------------------ tensors
     def world_points(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """World coordinates of every voxel centre, shape ``(1, D, H, W, 3)`` (x, y, z)."""
-        axes = [torch.arange(n, device=device, dtype=torch.float64) for n in (self.size[2], self.size[1], self.size[0])]
-        k, j, i = torch.meshgrid(*axes, indexing="ij")
-        index = torch.stack([i, j, k], dim=-1)
-        matrix = torch.as_tensor(self.index_to_world(), device=device, dtype=torch.float64)
-        world = index @ matrix[:3, :3].T + matrix[:3, 3]
-        return world.unsqueeze(0).to(dtype)
+        return self.mapped_index_points(self.index_to_world(), device, dtype)
+
+    def mapped_index_points(self, index_to_target: np.ndarray, device: torch.device | str = "cpu",
+                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``index_to_target @ index`` for every voxel, ``(1, D, H, W, 3)``.
+
+        Built by broadcasting one vector per index axis (the map is affine), which is much
+        cheaper than a matrix product over all voxels.
+        """
+        matrix = torch.as_tensor(np.asarray(index_to_target)[:3], device=device, dtype=torch.float64)
+        i, j, k = (torch.arange(n, device=device, dtype=torch.float64) for n in self.size)
+        along_i = (i[:, None] * matrix[:, 0]).to(dtype)[None, None, :, :]
+        along_j = (j[:, None] * matrix[:, 1] + matrix[:, 3]).to(dtype)[None, :, None, :]
+        along_k = (k[:, None] * matrix[:, 2]).to(dtype)[:, None, None, :]
+        return (along_k + along_j + along_i).unsqueeze(0)
 
     # ------------------------------------------------------------------ derived grids
     def shrink(self, factor: float) -> "Grid":

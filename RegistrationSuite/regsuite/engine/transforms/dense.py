@@ -61,9 +61,7 @@ def resample_field(field: torch.Tensor, source: Grid, target: Grid, padding: str
     """Linear interpolation of a vector field from ``source`` to the voxels of ``target``."""
     if source.is_same(target):
         return field
-    points = target.world_points(field.device, torch.float64)
-    matrix = torch.as_tensor(source.world_to_normalized(), device=field.device, dtype=torch.float64)
-    normalized = (points @ matrix[:3, :3].T + matrix[:3, 3]).to(field.dtype)
+    normalized = target.mapped_index_points(source.world_to_normalized() @ target.index_to_world(), field.device, field.dtype)
     return sample_field(field, normalized, padding)
 
 
