@@ -1,0 +1,201 @@
+"""Tests of the benchmark harness (benchmarks/): conversions, measures, reporting.
+
+The peer-conversion tests run the real tools on tiny synthetic volumes and skip when the
+tool's package is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[2]
+for entry in (REPO, REPO / "RegistrationSuite"):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
+
+from benchmarks import metrics, report, suites, verify  # noqa: E402
+from benchmarks.peers._common import ras_to_lps_affine  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+PERMUTED = (0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # the OASIS direction matrix
+
+
+def _grid(size=(20, 18, 16), spacing=(1.0, 1.5, 2.0), direction=PERMUTED) -> sitk.Image:
+    image = sitk.Image(list(size), sitk.sitkFloat32)
+    image.SetSpacing(spacing)
+    image.SetOrigin((-10.0, 5.0, 3.0))
+    image.SetDirection(direction)
+    return image
+
+
+def _blob_pair(shift_mm=(2.0, -1.5, 1.0), size=32) -> tuple[sitk.Image, sitk.Image]:
+    """Two smooth blobby images; the moving one is the fixed one shifted by ``shift_mm``."""
+    z, y, x = np.mgrid[0:size, 0:size, 0:size].astype(np.float32)
+    c = (size - 1) / 2.0
+
+    def blobs(dx, dy, dz):
+        out = np.exp(-(((x - c - dx) / 7) ** 2 + ((y - c - dy) / 5) ** 2 + ((z - c - dz) / 6) ** 2))
+        out += 0.6 * np.exp(-(((x - c - 6 - dx) / 3) ** 2 + ((y - c + 5 - dy) / 3) ** 2 + ((z - c - dz) / 3) ** 2))
+        return (100 * out).astype(np.float32)
+
+    fixed = sitk.GetImageFromArray(blobs(0, 0, 0))
+    moving = sitk.GetImageFromArray(blobs(*shift_mm))
+    return fixed, moving
+
+
+def test_ras_to_lps_affine_flips_first_two_axes():
+    ras = np.eye(4)
+    ras[:3, :3] = [[1.1, 0.0, 0.0], [0.0, 1.0, 0.2], [0.0, 0.0, 0.9]]
+    ras[:3, 3] = (1.0, 2.0, 3.0)
+    lps = ras_to_lps_affine(ras)
+    point_lps = np.array([4.0, -5.0, 6.0])
+    flip = np.array([-1.0, -1.0, 1.0])
+    expected = flip * (ras[:3, :3] @ (flip * point_lps) + ras[:3, 3])
+    assert np.allclose(lps.TransformPoint(tuple(point_lps)), expected)
+
+
+@pytest.mark.parametrize("direction", [PERMUTED, (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)])
+def test_local_jacobian_matches_affine_determinant_on_oblique_grid(direction):
+    reference = _grid(direction=direction)
+    tx = sitk.AffineTransform(3)
+    matrix = np.array([[1.1, 0.2, 0.0], [0.0, 0.9, 0.3], [0.1, 0.0, 1.2]])
+    tx.SetMatrix(matrix.ravel().tolist())
+    det = metrics.jacobian_determinant_array(metrics.dense_displacement(tx, reference), reference)
+    assert np.allclose(det, np.linalg.det(matrix), rtol=1e-4)
+
+
+def test_local_and_project_jacobian_agree_on_a_nonlinear_field():
+    pytest.importorskip("regsuite.evaluation.jacobian")
+    from regsuite.evaluation.jacobian import jacobian_determinant
+
+    reference = _grid()
+    z, y, x = np.mgrid[0:16, 0:18, 0:20].astype(np.float64)
+    field = np.stack([0.8 * np.sin(x / 4.0), 0.5 * np.cos(y / 5.0) * z / 16, 0.6 * np.sin(z / 3.0)], axis=-1)
+    image = sitk.GetImageFromArray(field, isVector=True)
+    image.CopyInformation(reference)
+    tx = sitk.DisplacementFieldTransform(sitk.Cast(image, sitk.sitkVectorFloat64))
+    ours = metrics.jacobian_determinant_array(metrics.dense_displacement(tx, reference), reference)
+    theirs = sitk.GetArrayFromImage(jacobian_determinant(tx, reference))
+    inner = (slice(1, -1),) * 3  # borders differ (one-sided vs extrapolated differences)
+    assert np.allclose(ours[inner], theirs[inner], atol=1e-4)
+
+
+def test_mean_dice_counts_labels_present_in_both_maps():
+    fixed = sitk.Image([10, 10, 10], sitk.sitkUInt8)
+    fixed[0:4, :, :] = 1
+    fixed[6:10, :, :] = 2
+    fixed[4:5, 0:2, 0:2] = 7          # only in the fixed map: ignored
+    moving = sitk.Image([10, 10, 10], sitk.sitkUInt8)
+    moving[0:4, :, :] = 1
+    moving[6:10, :, :] = 2
+    shift = sitk.TranslationTransform(3, (2.0, 0.0, 0.0))  # fixed x -> moving x + 2
+    mean, per_label = metrics.mean_dice(fixed, moving, shift)
+    assert sorted(per_label) == [1, 2]
+    assert per_label[1] == pytest.approx(2 * 2 / (4 + 2))   # warped label 1 covers x in [0, 2)
+    assert per_label[2] == pytest.approx(2 * 2 / (4 + 4))   # warped label 2 covers x in [4, 8)
+    assert mean == pytest.approx((2 / 3 + 1 / 2) / 2)
+    warped = sitk.GetArrayFromImage(metrics.warp_labels(moving, fixed, shift))
+    local = metrics.dice_per_label(sitk.GetArrayFromImage(fixed), warped, [1, 2])
+    assert local == pytest.approx(per_label)
+
+
+def test_landmark_errors_and_mapping_distance():
+    fixed = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    moving = fixed + (3.0, 4.0, 0.0)
+    shift = sitk.TranslationTransform(3, (3.0, 4.0, 0.0))
+    assert np.allclose(metrics.landmark_errors(shift, fixed, moving), 0.0)
+    assert np.allclose(metrics.landmark_errors(sitk.Transform(3, sitk.sitkIdentity), fixed, moving), 5.0)
+    assert np.allclose(metrics.mapping_distance(shift, sitk.Transform(3, sitk.sitkIdentity), fixed), 5.0)
+
+
+def test_load_transform_reads_a_displacement_field_file(tmp_path):
+    reference = _grid()
+    field = sitk.Image(reference.GetSize(), sitk.sitkVectorFloat64, 3)
+    field.CopyInformation(reference)
+    field = field + 0.0
+    array = sitk.GetArrayFromImage(field)
+    array[..., 0] = 2.5
+    image = sitk.GetImageFromArray(array, isVector=True)
+    image.CopyInformation(reference)
+    path = tmp_path / "field.nii.gz"
+    sitk.WriteImage(image, str(path))
+    inside = reference.TransformContinuousIndexToPhysicalPoint((5.0, 5.0, 5.0))
+    mapped = metrics.load_transform(path).TransformPoint(inside)
+    assert np.allclose(np.subtract(mapped, inside), (2.5, 0.0, 0.0))
+
+
+def test_conversion_check_separates_right_and_wrong_transforms(tmp_path):
+    fixed, moving = _blob_pair()
+    for name, image in (("fixed.nii.gz", fixed), ("moving.nii.gz", moving)):
+        sitk.WriteImage(image, str(tmp_path / name))
+    right = sitk.TranslationTransform(3, (2.0, -1.5, 1.0))
+    tool = sitk.Resample(moving, fixed, right, sitk.sitkBSpline, 0.0)
+    sitk.WriteImage(tool, str(tmp_path / "tool.nii.gz"))
+    sitk.WriteTransform(right, str(tmp_path / "right.tfm"))
+    sitk.WriteTransform(right.GetInverse(), str(tmp_path / "wrong.tfm"))
+    corr = lambda t: verify.conversion_correlation(tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz",  # noqa: E731
+                                                   tmp_path / t, tmp_path / "tool.nii.gz")
+    assert corr("right.tfm") > verify.THRESHOLD
+    assert corr("wrong.tfm") < verify.THRESHOLD
+
+
+@pytest.mark.parametrize("tool,package", [("greedy", "picsl_greedy"), ("ants_syn", "ants"),
+                                          ("sitk_bspline", "SimpleITK"),
+                                          pytest.param("elastix", "itk", marks=pytest.mark.slow)])
+def test_peer_conversion_reproduces_the_tools_own_warp(tmp_path, tool, package):
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed")
+    module = importlib.import_module(f"benchmarks.peers.{tool}")
+    fixed, moving = _blob_pair(shift_mm=(3.0, -2.0, 1.5))
+    fixed_path, moving_path = str(tmp_path / "fixed.nii.gz"), str(tmp_path / "moving.nii.gz")
+    sitk.WriteImage(fixed, fixed_path)
+    sitk.WriteImage(moving, moving_path)
+    result = module.run(fixed_path, moving_path, str(tmp_path / "out"), threads=1, suite="brain")
+    assert verify.conversion_correlation(fixed_path, moving_path, result["transform_path"],
+                                         result["tool_warped_path"]) > verify.THRESHOLD
+    # and the registration recovered the shift near the blob centre (moving = fixed shifted by +s)
+    centre = fixed.TransformContinuousIndexToPhysicalPoint((15.5, 15.5, 15.5))
+    mapped = metrics.load_transform(result["transform_path"]).TransformPoint(centre)
+    assert np.allclose(np.subtract(mapped, centre), (3.0, -2.0, 1.5), atol=0.75)
+
+
+def test_markdown_table_and_summary():
+    records = [
+        {"suite": "brain", "pair": "1-2", "tool": "greedy", "status": "ok", "dice": 0.5, "seconds": 10.0},
+        {"suite": "brain", "pair": "3-4", "tool": "greedy", "status": "ok", "dice": 0.7, "seconds": 30.0},
+        {"suite": "brain", "pair": "1-2", "tool": "ants", "status": "failed", "error": "boom"},
+    ]
+    text = report.markdown(records, {"cpu": "test"}, ["greedy", "ants"])
+    assert "| greedy | 2/2 | 0.600 ± 0.141 |" in text
+    assert "| ants | 0/1 |" in text and "ants on 1-2 failed: boom" in text
+    assert report.summarize(records, "seconds", 1) == "20.0 ± 14.1"
+
+
+def test_cases_and_command_line_errors(tmp_path):
+    cases = suites.brain_cases(tmp_path, 3)
+    assert [c.pair for c in cases] == ["1-2", "3-4", "5-6"]
+    assert cases[0].fixed.endswith("OASIS-TRT-20-1/t1weighted_brain.nii.gz")
+    from benchmarks import run
+
+    with pytest.raises(SystemExit):
+        run.parse_args(["--tools", "greedy,nosuchtool", "--data", str(tmp_path)])
+    args = run.parse_args(["--tools", "greedy, ants", "--data", str(tmp_path), "--threads", "3"])
+    assert args.tools == ["greedy", "ants"]
+    env = run.child_environment(3)
+    assert env["OMP_NUM_THREADS"] == env["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] == "3"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_lung_landmarks_before_registration_are_about_35_mm():
+    case = suites.lung_cases(SHARED)[0]
+    fixed_points = metrics.read_points(case.extra["fixed_points"])
+    moving_points = metrics.read_points(case.extra["moving_points"])
+    errors = metrics.landmark_errors(sitk.Transform(3, sitk.sitkIdentity), fixed_points, moving_points)
+    assert len(errors) == 51 and 25.0 < errors.mean() < 45.0

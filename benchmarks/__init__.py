@@ -1,0 +1,1 @@
+"""Benchmark harness: RegistrationSuite against peer registration tools (see README.md)."""
