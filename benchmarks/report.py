@@ -2,7 +2,7 @@
 
 Example:
     >>> summarize([{"x": 1.0}, {"x": 3.0}], "x")
-    '2 ± 1.41'
+    '2.00 ± 1.41'
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def markdown(records: list[dict], machine: dict, tools_order: list[str]) -> str:
             continue
         pairs = sorted({r["pair"] for r in rows})
         lines += [f"## {suite} ({len(pairs)} pair{'s' if len(pairs) != 1 else ''}: {', '.join(pairs)})", "",
-                  "| tool | runs ok | " + " | ".join(c[0] for c in columns) + " |",
+                  "| tool | runs ok | " + " | ".join(c[0].replace("|", "\\|") for c in columns) + " |",
                   "|---|---|" + "---|" * len(columns)]
         for tool in tools_order:
             mine = [r for r in rows if r["tool"] == tool]
@@ -155,8 +155,13 @@ def plots(records: list[dict], out_dir: Path, tools_order: list[str]) -> list[st
         tools = [t for t in tools_order if any(r["tool"] == t for r in rows)]
         if not rows or not keys:
             continue
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.0 * len(keys), 3.6), squeeze=False)
-        for ax, (label, key) in zip(axes[0], keys):
+        columns_per_row = min(4, len(keys))
+        rows_of_panels = -(-len(keys) // columns_per_row)
+        fig, axes = plt.subplots(rows_of_panels, columns_per_row, figsize=(3.2 * columns_per_row, 3.4 * rows_of_panels),
+                                 squeeze=False)
+        for ax in axes.ravel()[len(keys):]:
+            ax.set_visible(False)
+        for ax, (label, key) in zip(axes.ravel(), keys):
             means, sds = [], []
             for tool in tools:
                 values = _values([r for r in rows if r["tool"] == tool], key)

@@ -50,11 +50,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per run")
     parser.add_argument("--verify", choices=["first", "all", "none"], default="first",
                         help="check transform conversions on the first pair of each suite, all pairs, or none")
+    parser.add_argument("--no-mask", default="", metavar="TOOLS",
+                        help="comma-separated tools that get no fixed mask where the suite has one "
+                             "(e.g. elastix: its default B-spline stage folds with the lung mask)")
     parser.add_argument("--reuse", action="store_true", help="keep runs whose run.json says ok")
     parser.add_argument("--dry-run", action="store_true", help="print the child commands and stop")
     args = parser.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    unknown = [t for t in args.tools if t not in MODULES]
+    args.no_mask = {t.strip() for t in args.no_mask.split(",") if t.strip()}
+    unknown = [t for t in [*args.tools, *sorted(args.no_mask)] if t not in MODULES]
     if unknown:
         parser.error(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(sorted(MODULES))}")
     if args.threads < 1:
@@ -77,17 +81,18 @@ def child_environment(threads: int) -> dict:
     return env
 
 
-def child_command(tool: str, case: suites.Case, run_dir: Path, threads: int) -> list[str]:
-    """The worker invocation for one (tool, case)."""
+def child_command(tool: str, case: suites.Case, run_dir: Path, threads: int, use_mask: bool = True) -> list[str]:
+    """The worker invocation for one (tool, case); ``use_mask=False`` leaves the fixed mask out."""
     command = [sys.executable, str(REPO / "benchmarks" / "_worker.py"), "--tool", tool, "--suite", case.suite,
                "--fixed", case.fixed, "--moving", case.moving, "--out-dir", str(run_dir),
                "--threads", str(threads)]
-    if case.fixed_mask:
+    if case.fixed_mask and use_mask:
         command += ["--fixed-mask", case.fixed_mask]
     return command
 
 
-def run_child(tool: str, case: suites.Case, run_dir: Path, threads: int, timeout: float) -> dict:
+def run_child(tool: str, case: suites.Case, run_dir: Path, threads: int, timeout: float,
+              use_mask: bool = True) -> dict:
     """Run one registration in a fresh process group; return its ``run.json`` record."""
     run_dir.mkdir(parents=True, exist_ok=True)
     result_file = run_dir / "run.json"
@@ -95,7 +100,7 @@ def run_child(tool: str, case: suites.Case, run_dir: Path, threads: int, timeout
     load_before = os.getloadavg()[0]  # other work on the machine skews the timings
     start = time.perf_counter()
     with open(run_dir / "child.log", "w") as log:
-        child = subprocess.Popen(child_command(tool, case, run_dir, threads), stdout=log,
+        child = subprocess.Popen(child_command(tool, case, run_dir, threads, use_mask), stdout=log,
                                  stderr=subprocess.STDOUT, env=child_environment(threads), cwd=str(REPO),
                                  start_new_session=True)
         try:
@@ -157,16 +162,18 @@ def main(argv: list[str] | None = None) -> int:
             t1pd_runs: dict[str, dict] = {}
             for tool in args.tools:
                 run_dir = args.out / "runs" / suite / case.pair / tool
+                use_mask = tool not in args.no_mask
                 if args.dry_run:
-                    print(" ".join(child_command(tool, case, run_dir, args.threads)))
+                    print(" ".join(child_command(tool, case, run_dir, args.threads, use_mask)))
                     continue
                 previous = run_dir / "run.json"
                 if args.reuse and previous.is_file() and json.loads(previous.read_text()).get("status") == "ok":
                     run = json.loads(previous.read_text())
                 else:
                     print(f"[{suite} {case.pair}] {tool} ...", flush=True)
-                    run = run_child(tool, case, run_dir, args.threads, args.timeout)
-                record = {"suite": suite, "pair": case.pair, "tool": tool, **run}
+                    run = run_child(tool, case, run_dir, args.threads, args.timeout, use_mask)
+                record = {"suite": suite, "pair": case.pair, "tool": tool, **run,
+                          "fixed_mask_used": bool(case.fixed_mask and use_mask)}
                 if record.get("status") == "ok":
                     check = args.verify == "all" or (args.verify == "first" and index == 0)
                     record.update(score(case, record, check))

@@ -166,6 +166,22 @@ def test_peer_conversion_reproduces_the_tools_own_warp(tmp_path, tool, package):
     assert np.allclose(np.subtract(mapped, centre), (3.0, -2.0, 1.5), atol=0.75)
 
 
+def test_child_peak_memory_does_not_inherit_the_parents_size():
+    import subprocess
+
+    ballast = np.ones(400 * 1024 * 1024 // 8)  # make this (parent) process ~400 MB larger
+    code = "from benchmarks.peers._common import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(REPO), env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert float(out.stdout) < 300.0
+    code = ("import numpy as np; a = np.ones(500 * 1024 * 1024 // 8); "
+            "from benchmarks.peers._common import peak_rss_mb; print(peak_rss_mb())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(REPO), env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert 500.0 < float(out.stdout) < 900.0
+    del ballast
+
+
 def test_markdown_table_and_summary():
     records = [
         {"suite": "brain", "pair": "1-2", "tool": "greedy", "status": "ok", "dice": 0.5, "seconds": 10.0},
@@ -190,6 +206,10 @@ def test_cases_and_command_line_errors(tmp_path):
     assert args.tools == ["greedy", "ants"]
     env = run.child_environment(3)
     assert env["OMP_NUM_THREADS"] == env["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] == "3"
+    lung = suites.lung_cases(tmp_path)[0]
+    assert "--fixed-mask" in run.child_command("greedy", lung, tmp_path, 2)
+    assert "--fixed-mask" not in run.child_command("elastix", lung, tmp_path, 2, use_mask=False)
+    assert run.parse_args(["--no-mask", "elastix", "--data", str(tmp_path)]).no_mask == {"elastix"}
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
