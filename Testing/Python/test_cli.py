@@ -104,6 +104,11 @@ def test_unknown_and_malformed_presets(capsys, tmp_path, pair):
     assert_one_line_error(code, err, 2, "bad.json", "JSON")
     code, _, err = run(capsys, "presets", "--show", "no-such-preset")
     assert_one_line_error(code, err, 2, "no-such-preset")
+    wrong_window = tmp_path / "window.json"
+    wrong_window.write_text('{"intensity": {"mode": "window", "low": -1000, "high": 0}, "stages": [{"model": "rigid"}]}')
+    code, _, err = run(capsys, "register", "--fixed", fixed, "--moving", moving, "--preset", wrong_window,
+                       "--output-transform", tmp_path / "t.tfm")
+    assert_one_line_error(code, err, 2, "window.json", "does not take high, low")
     assert not (tmp_path / "t.tfm").exists()
 
 

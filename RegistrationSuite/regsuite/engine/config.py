@@ -164,6 +164,30 @@ def _stage(data: Any, where: str) -> StageConfig:
     return stage
 
 
+_INTENSITY_KEYS = {"percentile": {"mode", "low", "high", "clip"}, "window": {"mode", "window", "clip"},
+                   "none": {"mode"}}
+
+
+def _check_intensity(options: Mapping[str, Any], source: str) -> None:
+    """Every key known for the mode; a window is two increasing numbers; percentiles in [0, 100]."""
+    mode = options.get("mode", "percentile")
+    unknown = sorted(set(options) - _INTENSITY_KEYS[mode])
+    if unknown:
+        raise PresetError(f"{source}: intensity mode '{mode}' does not take {', '.join(unknown)}; "
+                          f"it takes {', '.join(sorted(_INTENSITY_KEYS[mode] - {'mode'})) or 'nothing else'}")
+    if mode == "window":
+        window = options.get("window")
+        if (not isinstance(window, (list, tuple)) or len(window) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
+                or not window[0] < window[1]):
+            raise PresetError(f"{source}: intensity mode 'window' needs \"window\": [low, high] with low < high")
+    if mode == "percentile":
+        for key, default in (("low", 0.5), ("high", 99.5)):
+            value = options.get(key, default)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
+                raise PresetError(f"{source}: intensity '{key}' must be a percentile between 0 and 100")
+
+
 def config_from_dict(data: Mapping[str, Any], source: str = "preset") -> RegistrationConfig:
     """Validate a preset dictionary; every problem is a one-line :class:`PresetError`."""
     _build(RegistrationConfig, data, source)
@@ -177,6 +201,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "preset") -> Registr
         raise PresetError(f"{source}: unknown initialization '{config.initialization}'; expected one of {', '.join(INITIALIZATIONS)}")
     if not isinstance(config.intensity, dict) or config.intensity.get("mode", "percentile") not in ("percentile", "window", "none"):
         raise PresetError(f"{source}: intensity must be an object with mode 'percentile', 'window' or 'none'")
+    _check_intensity(config.intensity, source)
     seen_deformable = False
     for i, stage in enumerate(config.stages):
         if seen_deformable:
