@@ -1,0 +1,565 @@
+"""Registration Suite: the Slicer module (panel, parameter node binding and self-test).
+
+The panel is thin: it reads its state from the parameter node, checks the inputs with the Logic
+and runs ``RegSuiteRegistrationLogic.process(..., waitForCompletion=False)``, polling the returned
+job from a timer on the main thread. PyTorch and the engine (``regsuite``) are imported lazily, so
+loading this file never needs them; PyTorch is installed on demand when Apply is first pressed.
+"""
+
+import importlib.util
+import json
+import logging
+
+import qt
+import slicer
+import vtk
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
+                                           ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+from RegSuiteRegistrationLib.logic import (RegSuiteRegistrationLogic,  # RegSuiteRegistrationLogic: re-exported
+                                           presetStagesToRows, rowsToPresetStages)
+from RegSuiteRegistrationLib.parameters import getParameterNode
+
+__all__ = ["RegSuiteRegistration", "RegSuiteRegistrationWidget", "RegSuiteRegistrationLogic",
+           "RegSuiteRegistrationTest", "progressFraction", "progressText"]
+
+ERROR_STYLE = "color: #d32f2f;"
+FUSION_COLORMAPS = {"None": None, "Iron": "Iron", "Rainbow": "Rainbow"}
+STAGE_COLUMNS = ("model", "metric", "levels", "regularization", "step")  # the stage table's columns
+
+
+#
+# RegSuiteRegistration
+#
+class RegSuiteRegistration(ScriptedLoadableModule):
+    """Module description shown by Slicer (title, category, help, acknowledgement)."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Registration Suite"
+        self.parent.categories = ["Registration.RegistrationSuite"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["RegistrationSuite developers"]
+        self.parent.helpText = """
+Registers a moving volume onto a fixed volume in physical space (PyTorch engine, CPU or CUDA) and
+stores the result as a transform node, optionally with the resampled moving volume.
+<p>Presets: <b>rigid</b>, <b>affine</b>, <b>bspline</b>, <b>deformable</b>, <b>brain-mri</b>,
+<b>lung-ct</b>, <b>multimodal-rigid</b> and <b>ct-mr</b>, plus your own: edit the stages in the
+Advanced section (levels are <i>shrink/smoothing/iterations</i> separated by ';') and use
+<i>Save as preset...</i>. Optional masks (label map or segmentation) restrict the similarity
+measure; an optional initial transform starts the search.</p>
+<p>PyTorch is installed on first use, after you confirm.</p>
+<p>From the Python console:</p>
+<pre>
+from RegSuiteRegistration import RegSuiteRegistrationLogic
+logic = RegSuiteRegistrationLogic()
+outputs = logic.process(fixedVolume, movingVolume, preset="rigid")
+print(outputs.summaryText())
+</pre>
+<p>See <a href="https://github.com/RegistrationSuite/RegistrationSuite">the project page</a>.</p>
+"""
+        self.parent.acknowledgementText = """
+Developed by the RegistrationSuite developers. The engine builds on PyTorch, SimpleITK and NumPy;
+the panel follows the conventions of 3D Slicer's scripted module template.
+"""
+
+
+#
+# Progress text (plain functions, also used by the tests)
+#
+def progressFraction(event):
+    """Overall completion in [0, 1] of a progress event (1-based stage, level and iteration)."""
+    stages, levels, iterations = (max(int(event[key]), 1) for key in ("stages", "levels", "iterations"))
+    levelDone = (event["level"] - 1 + min(event["iteration"], iterations) / iterations) / levels
+    return min(max((event["stage"] - 1 + levelDone) / stages, 0.0), 1.0)
+
+
+def progressText(event):
+    """One line for the status label: stage name, level, iteration, metric and elapsed time."""
+    return (f"Stage {event['stage']}/{event['stages']} {event['stage_name']} | "
+            f"level {event['level']}/{event['levels']} | "
+            f"iteration {event['iteration']}/{event['iterations']} | "
+            f"metric {event['metric']:.5g} | {event['elapsed']:.1f} s")
+
+
+#
+# RegSuiteRegistrationWidget
+#
+class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: Inputs, Outputs, Advanced (stage table, presets, log), Apply/Cancel and Results."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._updatingGUI = False
+        self._timer = None
+        self._job = None
+        self._runFixedVolume = None  # fixed volume of the shown result
+        self._outputs = None
+        self._presetDict = None  # the preset the stage table shows (as edited)
+        self._tableSource = None  # (preset, presetOverride) the table was filled from
+
+    # ------------------------------------------------------------------ set-up and life cycle
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/RegSuiteRegistration.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = RegSuiteRegistrationLogic()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", self.onTimer)
+
+        # Learned models plug in as the second Method (disabled until they ship), with rows of their own.
+        self.ui.methodComboBox.model().item(1).setEnabled(False)
+        self.ui.methodComboBox.connect("currentIndexChanged(int)", self.onMethodChanged)
+        header = self.ui.stagesTableWidget.horizontalHeader()
+        for column in range(self.ui.stagesTableWidget.columnCount):  # Levels takes the spare width
+            mode = qt.QHeaderView.Stretch if STAGE_COLUMNS[column] == "levels" else qt.QHeaderView.ResizeToContents
+            header.setSectionResizeMode(column, mode)
+        self.ui.progressBar.hide()
+        self.refreshPresetNames()
+        self.refreshDeviceItems()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        for selector in self._nodeSelectors().values():
+            selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.presetComboBox.connect("currentIndexChanged(int)", self.onPresetChanged)
+        self.ui.stagesTableWidget.connect("itemChanged(QTableWidgetItem*)", self.onStageTableEdited)
+        self.ui.revertPresetButton.connect("clicked()", self.onRevertPreset)
+        self.ui.savePresetButton.connect("clicked()", self.onSavePreset)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.checkerboardButton.connect("toggled(bool)", self.onCheckerboardToggled)
+        self.ui.fusionColormapComboBox.connect("currentIndexChanged(int)", self.onFusionColormapChanged)
+
+        self._setResultsAvailable(False)
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        """Called when the application closes and the module widget is destroyed."""
+        self._stopJob()
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        self._observeParameterNode(False)  # a running job still stores its outputs in the parameter node
+
+    def onSceneStartClose(self, caller, event):
+        self._stopJob()
+        self._outputs = self._runFixedVolume = None
+        self._setResultsAvailable(False)
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def _stopJob(self):
+        """Cancels a running registration without waiting for its end (scene close, module cleanup)."""
+        if self._timer is not None:
+            self._timer.stop()
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+            self._setRunning(False)
+
+    # ------------------------------------------------------------------ parameter node
+    def _nodeSelectors(self):
+        return {"fixedVolume": self.ui.fixedVolumeSelector, "movingVolume": self.ui.movingVolumeSelector,
+                "fixedMask": self.ui.fixedMaskSelector, "movingMask": self.ui.movingMaskSelector,
+                "initialTransform": self.ui.initialTransformSelector,
+                "outputTransform": self.ui.outputTransformSelector, "outputVolume": self.ui.outputVolumeSelector}
+
+    def initializeParameterNode(self):
+        self.setParameterNode(getParameterNode(self.logic))
+        parameters = self._parameterNode
+        if parameters.fixedVolume is None and parameters.movingVolume is None:
+            volumes = [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                       if not node.IsA("vtkMRMLLabelMapVolumeNode")]
+            if len(volumes) >= 2:
+                with slicer.util.NodeModify(parameters.parameterNode):
+                    parameters.fixedVolume, parameters.movingVolume = volumes[0], volumes[1]
+
+    def setParameterNode(self, parameterNode):
+        """Observes ``parameterNode`` (a RegSuiteRegistrationParameterNode or None) and shows its state."""
+        self._observeParameterNode(False)
+        self._parameterNode = parameterNode
+        self._tableSource = None
+        if parameterNode is not None:
+            self._observeParameterNode(True)
+            self.updateGUIFromParameterNode()
+
+    def _observeParameterNode(self, observe):
+        if self._parameterNode is None:
+            return
+        arguments = (self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        if observe and not self.hasObserver(*arguments):
+            self.addObserver(*arguments)
+        elif not observe and self.hasObserver(*arguments):
+            self.removeObserver(*arguments)
+
+    def updateGUIFromParameterNode(self, caller=None, event=None):
+        parameters = self._parameterNode
+        if parameters is None or self._updatingGUI:
+            return
+        self._updatingGUI = True
+        try:
+            for name, selector in self._nodeSelectors().items():
+                selector.setCurrentNode(getattr(parameters, name))
+            _selectText(self.ui.presetComboBox, parameters.preset)
+            _selectText(self.ui.deviceComboBox, parameters.device)
+            self._updateStageTable()
+        finally:
+            self._updatingGUI = False
+        self._updateButtons()
+
+    def updateParameterNodeFromGUI(self, caller=None, event=None):
+        parameters = self._parameterNode
+        if parameters is None or self._updatingGUI:
+            return
+        with slicer.util.NodeModify(parameters.parameterNode):
+            for name, selector in self._nodeSelectors().items():
+                setattr(parameters, name, selector.currentNode())
+            parameters.device = self.ui.deviceComboBox.currentText
+
+    def _updateButtons(self):
+        parameters = self._parameterNode
+        running = self._job is not None
+        ready = parameters is not None and parameters.fixedVolume is not None and parameters.movingVolume is not None
+        self.ui.applyButton.enabled = running or ready
+        self.ui.applyButton.toolTip = ("Stop the registration; the scene is left as it was." if running else
+                                       "Run the registration." if ready else "Select the fixed and moving volumes.")
+        self.ui.revertPresetButton.enabled = not running and parameters is not None and bool(parameters.presetOverride)
+        self.ui.savePresetButton.enabled = not running and self._presetDict is not None
+
+    # ------------------------------------------------------------------ presets and the stage table
+    def refreshPresetNames(self):
+        combo = self.ui.presetComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        try:
+            combo.addItems(self.logic.presetNames())
+        except Exception as error:
+            self.showError(_errorText(error), popup=False)
+        if self._parameterNode is not None:
+            _selectText(combo, self._parameterNode.preset)
+        combo.blockSignals(wasBlocked)
+
+    def refreshDeviceItems(self):
+        """Enables 'cuda' only when the Logic sees a CUDA device (False while PyTorch is absent)."""
+        cuda = self.logic.cudaAvailable()
+        item = self.ui.deviceComboBox.model().item(self.ui.deviceComboBox.findText("cuda"))
+        item.setEnabled(cuda)
+        item.setToolTip("" if cuda else "No CUDA GPU is available to PyTorch (or PyTorch is not installed yet).")
+
+    def onMethodChanged(self, index):
+        iterative = index == 0
+        self.ui.presetLabel.visible = iterative
+        self.ui.presetComboBox.visible = iterative
+
+    def onPresetChanged(self, index):
+        if self._parameterNode is None or self._updatingGUI:
+            return
+        self._setPreset(self.ui.presetComboBox.currentText)
+
+    def _setPreset(self, name):
+        with slicer.util.NodeModify(self._parameterNode.parameterNode):
+            self._parameterNode.preset = name
+            self._parameterNode.presetOverride = ""
+
+    def onRevertPreset(self):
+        self._setPreset(self._parameterNode.preset)
+        self.clearStatus()
+
+    def _updateStageTable(self):
+        """Fills the table from the edited preset (presetOverride) or the named preset, when either changed."""
+        parameters = self._parameterNode
+        source = (parameters.preset, parameters.presetOverride)
+        if source == self._tableSource:
+            return
+        self._tableSource = source
+        try:
+            if parameters.presetOverride:
+                self._presetDict = json.loads(parameters.presetOverride)
+            else:
+                self._presetDict = self.logic.loadPreset(parameters.preset)
+        except Exception as error:
+            self._presetDict = None
+            self.showError(_errorText(error), popup=False)
+        table = self.ui.stagesTableWidget
+        wasBlocked = table.blockSignals(True)
+        rows = presetStagesToRows(self._presetDict) if self._presetDict is not None else []
+        table.setRowCount(len(rows))
+        for rowIndex, row in enumerate(rows):
+            for column, key in enumerate(STAGE_COLUMNS):
+                table.setItem(rowIndex, column, qt.QTableWidgetItem(row[key]))
+        table.blockSignals(wasBlocked)
+
+    def _tableRows(self):
+        """The stage table's cells as rows for ``rowsToPresetStages``."""
+        table = self.ui.stagesTableWidget
+        return [{key: table.item(row, column).text() if table.item(row, column) else ""
+                 for column, key in enumerate(STAGE_COLUMNS)} for row in range(table.rowCount)]
+
+    def onStageTableEdited(self, item=None):
+        """Parses the edited cells into the preset; a bad cell is reported and nothing is stored."""
+        if self._parameterNode is None or self._updatingGUI or self._presetDict is None:
+            return
+        try:
+            edited = rowsToPresetStages(self._presetDict, self._tableRows())
+        except Exception as error:
+            self.showError(_errorText(error), popup=False)
+            return
+        self.clearStatus()
+        self._presetDict = edited
+        text = json.dumps(edited)
+        self._tableSource = (self._parameterNode.preset, text)  # the table already shows it
+        self._parameterNode.presetOverride = text
+
+    def onSavePreset(self):
+        if self._presetDict is None:
+            return
+        suggestion = f"{self._parameterNode.preset}-custom"
+        name = qt.QInputDialog.getText(slicer.util.mainWindow(), "Save as preset", "Name of the new preset:",
+                                       qt.QLineEdit.Normal, suggestion)
+        name = (name or "").strip()
+        if not name:
+            return
+        try:
+            path = self.logic.savePreset(self._presetDict, name)
+        except Exception as error:
+            self.showError(_errorText(error))
+            return
+        self.refreshPresetNames()
+        self._setPreset(name)
+        self.showStatus(f"Saved preset '{name}' to {path}.")
+
+    def _presetForRun(self):
+        """The preset name, or the edited preset dict; a bad table cell raises PresetError."""
+        parameters = self._parameterNode
+        rows = self._tableRows()
+        if self._presetDict is not None and rows != presetStagesToRows(self._presetDict):
+            return rowsToPresetStages(self._presetDict, rows)  # an edit that was not accepted yet
+        return json.loads(parameters.presetOverride) if parameters.presetOverride else parameters.preset
+
+    # ------------------------------------------------------------------ running
+    def onApplyButton(self):
+        if self._job is not None:
+            self._job.cancel()
+            self.ui.applyButton.enabled = False
+            self.showStatus("Cancelling...")
+            return
+        self.clearStatus()
+        parameters = self._parameterNode
+        try:
+            inputs = {"fixedVolume": parameters.fixedVolume, "movingVolume": parameters.movingVolume,
+                      "fixedMask": parameters.fixedMask, "movingMask": parameters.movingMask,
+                      "initialTransform": parameters.initialTransform, "preset": self._presetForRun(),
+                      "device": parameters.device, "outputTransform": parameters.outputTransform,
+                      "outputVolume": parameters.outputVolume}
+            torchFound = importlib.util.find_spec("torch") is not None
+            # Without PyTorch no device can be checked yet: check the rest, install, then check the device.
+            self.logic.validateInputs(**dict(inputs, device=inputs["device"] if torchFound else "auto"))
+        except Exception as error:
+            self.showError(_errorText(error))
+            return
+        from RegSuiteRegistrationLib.dependencies import ensureTorch
+
+        if not ensureTorch(askConfirmation=True):
+            self.showError("Registration needs PyTorch, which is not installed.")
+            return
+        try:
+            if not torchFound:
+                self.refreshDeviceItems()
+                self.logic.validateInputs(**inputs)
+            self.ui.logPlainTextEdit.clear()
+            job = self.logic.process(progress=self.onProgress, log=self.onLog, waitForCompletion=False, **inputs)
+        except Exception as error:
+            self.showError(_errorText(error))
+            return
+        self._job = job
+        self._runFixedVolume = parameters.fixedVolume
+        self._setResultsAvailable(False)
+        self._setRunning(True)
+        self.showStatus("Starting...")
+        self._timer.start()
+
+    def _setRunning(self, running):
+        for widget in (self.ui.inputsCollapsibleButton, self.ui.outputsCollapsibleButton, self.ui.stagesTableWidget):
+            widget.enabled = not running
+        self.ui.applyButton.text = "Cancel" if running else "Apply"
+        if running:
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.show()
+        self._updateButtons()
+
+    def onTimer(self):
+        """Polls the job on the main thread: progress, log lines, and the MRML nodes when it ends."""
+        job = self._job
+        if job is None:
+            self._timer.stop()
+            return
+        try:
+            if job.poll():
+                return
+        except Exception as error:
+            job.cancel()  # stop the worker: this panel no longer follows it
+            self._finishJob(_errorText(error))
+            return
+        self._finishJob()
+
+    def _finishJob(self, error=None):
+        job, self._job = self._job, None
+        self._timer.stop()
+        self._setRunning(False)
+        state = "failed" if error else job.state
+        if state == "completed":
+            self.ui.progressBar.value = self.ui.progressBar.maximum
+            self._showOutputs(job.outputs)
+            self.showStatus(f"Done in {job.elapsed:.1f} s.")
+        elif state == "cancelled":
+            self.ui.progressBar.hide()
+            self.showStatus("Cancelled; the scene is unchanged.")
+        else:
+            self.ui.progressBar.hide()
+            self.showError(error or job.error or "the registration failed")
+
+    def onProgress(self, event):
+        try:
+            fraction, text = progressFraction(event), progressText(event)
+        except (KeyError, TypeError, ValueError):
+            return  # an event this panel cannot show; the run goes on
+        self.ui.progressBar.value = int(round(self.ui.progressBar.maximum * fraction))
+        self.showStatus(text)
+
+    def onLog(self, line):
+        self.ui.logPlainTextEdit.appendPlainText(str(line))
+
+    # ------------------------------------------------------------------ results
+    def _showOutputs(self, outputs):
+        self._outputs = outputs
+        parameters = self._parameterNode
+        if parameters is not None:
+            with slicer.util.NodeModify(parameters.parameterNode):
+                parameters.outputTransform = outputs.transformNode
+                if outputs.outputVolumeNode is not None:
+                    parameters.outputVolume = outputs.outputVolumeNode
+        self.ui.summaryLabel.text = outputs.summaryText()
+        # the Logic shows the fusion without colour map: start the view controls there, silently
+        wasBlocked = (self.ui.checkerboardButton.blockSignals(True), self.ui.fusionColormapComboBox.blockSignals(True))
+        self.ui.checkerboardButton.checked = False
+        self.ui.fusionColormapComboBox.currentIndex = 0
+        self.ui.checkerboardButton.blockSignals(wasBlocked[0])
+        self.ui.fusionColormapComboBox.blockSignals(wasBlocked[1])
+        self._setResultsAvailable(True)
+        self.ui.resultsCollapsibleButton.collapsed = False
+
+    def _setResultsAvailable(self, available):
+        self.ui.checkerboardButton.enabled = available
+        self.ui.fusionColormapComboBox.enabled = available
+        if not available:
+            self.ui.summaryLabel.text = "Run a registration to see its summary here."
+
+    def _showView(self, checkerboard):
+        if self._outputs is None:
+            return
+        try:
+            if checkerboard:
+                self.logic.showCheckerboard(self._runFixedVolume, self._outputs)
+            else:
+                colormap = FUSION_COLORMAPS.get(self.ui.fusionColormapComboBox.currentText)
+                self.logic.showFusion(self._runFixedVolume, self._outputs, colormap=colormap)
+        except Exception as error:
+            self.showError(_errorText(error))
+
+    def onCheckerboardToggled(self, checked):
+        self._showView(checked)
+
+    def onFusionColormapChanged(self, index):
+        if self.ui.checkerboardButton.checked:
+            self.ui.checkerboardButton.checked = False  # back to the fusion, in the new colours
+        else:
+            self._showView(False)
+
+    # ------------------------------------------------------------------ messages
+    def showStatus(self, text):
+        self.ui.statusLabel.setStyleSheet("")
+        self.ui.statusLabel.text = text
+
+    def clearStatus(self):
+        self.showStatus("")
+
+    def showError(self, text, popup=True):
+        """Shows ``text`` in red under the Apply button and, unless ``popup`` is False, in a dialog."""
+        self.ui.statusLabel.setStyleSheet(ERROR_STYLE)
+        self.ui.statusLabel.text = text
+        if popup:
+            slicer.util.errorDisplay(text, windowTitle="Registration Suite")
+
+
+def _selectText(combo, text):
+    """Selects ``text`` in ``combo``, adding it when missing (e.g. a preset saved on another computer)."""
+    if combo.findText(text) < 0 and text:
+        combo.addItem(text)
+    combo.currentIndex = combo.findText(text)
+
+
+def _errorText(error):
+    """The one-line message of ``error``; unexpected errors also go to the log with their traceback."""
+    from regsuite.errors import RegSuiteError
+
+    if not isinstance(error, (RegSuiteError, ValueError)):
+        logging.error("Registration Suite: unexpected error", exc_info=error)
+    return str(error) or type(error).__name__
+
+
+#
+# RegSuiteRegistrationTest
+#
+class RegSuiteRegistrationTest(ScriptedLoadableModuleTest):
+    """Self-test for the Slicer application: a rigid registration recovers a known shift."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_RigidRecoversShift()
+
+    def test_RigidRecoversShift(self):
+        import numpy as np
+
+        self.delayDisplay("Rigid registration of a shifted synthetic volume")
+        k, j, i = np.meshgrid(*(np.arange(48.0),) * 3, indexing="ij")
+
+        def blobs(center):  # two Gaussian blobs: an asymmetric shape, so the pose is unique
+            ci, cj, ck = center
+            return (100 * np.exp(-(((i - ci) / 6) ** 2 + ((j - cj) / 9) ** 2 + ((k - ck) / 7) ** 2))
+                    + 60 * np.exp(-(((i - ci - 8) / 4) ** 2 + ((j - cj + 6) / 4) ** 2 + ((k - ck) / 5) ** 2))
+                    ).astype(np.float32)
+
+        ijkToRAS = np.diag([2.0, 2.0, 2.0, 1.0])  # 2 mm voxels, axes along R, A, S
+        fixedCenter, shift = np.array([24.0, 24.0, 24.0]), np.array([2.5, -1.0, 1.5])  # voxels
+        fixed = slicer.util.addVolumeFromArray(blobs(fixedCenter), ijkToRAS, name="fixed")
+        moving = slicer.util.addVolumeFromArray(blobs(fixedCenter + shift), ijkToRAS, name="moving")
+
+        outputs = RegSuiteRegistrationLogic().process(fixed, moving, preset="rigid", device="cpu",
+                                                      waitForCompletion=True)
+
+        # The result moves the moving volume onto the fixed one: to-world maps moving points to fixed points.
+        toWorld = vtk.vtkGeneralTransform()
+        slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(outputs.transformNode, None, toWorld)
+        for offset in ([0.0, 0.0, 0.0], [8.0, -6.0, 0.0]):
+            fixedPoint = 2.0 * (fixedCenter + offset)
+            mapped = np.array(toWorld.TransformPoint(2.0 * (fixedCenter + shift + offset)))
+            self.assertLess(np.linalg.norm(mapped - fixedPoint), 1.0, f"{mapped} should be near {fixedPoint}")
+        self.delayDisplay("Test passed")
