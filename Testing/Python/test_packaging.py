@@ -297,3 +297,18 @@ def test_top_level_cmake_has_the_extension_metadata():
     assert ["RegistrationSuite"] in _calls(text, "add_subdirectory")
     assert ["${Slicer_EXTENSION_GENERATE_CONFIG}"] in _calls(text, "include")
     assert ["${Slicer_EXTENSION_CPACK}"] in _calls(text, "include")
+
+
+def test_module_lib_finds_the_engine_from_a_source_checkout():
+    """'Add module path' puts only the module folder on sys.path: its Lib adds the engine's folder."""
+    import subprocess
+    import sys
+
+    module_dir = ROOT / "RegistrationSuite" / "RegSuiteRegistration"
+    code = ("import sys, importlib.util; sys.path.insert(0, sys.argv[1]);"
+            "assert importlib.util.find_spec('regsuite') is None;"
+            "import RegSuiteRegistrationLib, regsuite; print(regsuite.__file__)")
+    # -S: no site-packages, so the pip-installed (editable) engine is out of sight, as in Slicer
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(module_dir)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(ROOT / "RegistrationSuite" / "regsuite" / "__init__.py")

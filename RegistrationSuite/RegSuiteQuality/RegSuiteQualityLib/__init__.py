@@ -7,6 +7,17 @@ Only :mod:`.logic` is imported here; it imports SimpleITK and the ``regsuite`` m
 that loading the module in Slicer stays cheap.
 """
 
+
+def _find_engine() -> None:
+    """Run from a source checkout ("Add module path"), the engine sits in the folder above the module."""
+    import importlib.util, os, sys  # noqa: E401, PLC0415
+    folder = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if importlib.util.find_spec("regsuite") is None and os.path.isdir(os.path.join(folder, "regsuite")):
+        sys.path.append(folder)
+
+
+_find_engine()
+
 from .logic import MEASURES, NEEDS, RegSuiteQualityLogic
 
 __all__ = ["MEASURES", "NEEDS", "RegSuiteQualityLogic"]
