@@ -82,11 +82,11 @@ def _voxels(node: Any, role: str) -> np.ndarray:
     if image is None:
         raise InputError(f"{role} {node_name(node)} has no image data")
     components = image.GetNumberOfScalarComponents()
+    if node.IsA("vtkMRMLMultiVolumeNode"):
+        raise InputError(f"{role} {node_name(node)} is 4D ({components} frames); pick one frame as a scalar volume")
     if components != 1 or node.IsA("vtkMRMLVectorVolumeNode") or node.IsA("vtkMRMLDiffusionTensorVolumeNode"):
         raise InputError(f"{role} {node_name(node)} has {components} components per voxel; "
                          "a scalar (single-component) 3D volume is needed")
-    if node.IsA("vtkMRMLMultiVolumeNode") or node.IsA("vtkMRMLSequenceNode"):
-        raise InputError(f"{role} {node_name(node)} is 4D; pick one time point as a scalar volume")
     return _slicer().util.arrayFromVolume(node)
 
 
