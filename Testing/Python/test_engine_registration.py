@@ -171,3 +171,64 @@ def test_fixed_mask_restricts_the_metric():
     stage = {"model": "rigid", "metric": "ncc", "levels": [[2, 1, 60], [1, 0, 30]]}
     result = register(fixed, moving, _fast(stage), fixed_mask=mask, threads=2)
     assert _max_error(result.transform, lambda p: p + np.array([3.0, 0.0, 0.0]), fixed) < 0.8
+
+
+@pytest.mark.parametrize("extra", [{"exact_every": 5}, {"field_shrink": 2.0}],
+                         ids=["compositive-updates", "coarse-velocity-grid"])
+def test_svf_speed_options_still_recover_the_smooth_deformation(extra):
+    """exact_every (first-order updates of exp(v) between exact integrations) and field_shrink (the
+    velocity on a coarser grid, the gradient at full resolution) keep the accuracy of the plain run."""
+    grid = make_grid((36, 36, 30), (2.0, 2.0, 2.0))
+    fixed = sample_phantom(grid)
+    moving = sample_phantom(grid, _inverse_of_smooth_warp)
+    levels = [{"shrink": 2, "smoothing": 1, "iterations": 60}, {"shrink": 1, "smoothing": 0, "iterations": 40}]
+    if "field_shrink" in extra:
+        levels[1]["field_shrink"] = extra["field_shrink"]
+    stage = {"model": "svf", "metric": "lncc", "optimizer": "gaussian", "learning_rate": 0.5, "levels": levels,
+             "exact_every": extra.get("exact_every", 1)}
+    result = register(fixed, moving, _fast(stage, initialization="none"), threads=2)
+    assert _mean_error(result.transform, _smooth_warp, fixed) < 0.42 * _mean_error(sitk.Transform(), _smooth_warp, fixed)
+    x = np.array(fixed.TransformIndexToPhysicalPoint((18, 18, 15)))
+    back = np.array(result.inverse.TransformPoint(result.transform.TransformPoint(x.tolist())))
+    assert np.linalg.norm(back - x) < 0.2  # the exported field is still the exact exp(v), exp(-v)
+
+
+def test_velocity_first_order_update_matches_exact_integration():
+    from regsuite.engine.grid import Grid
+    from regsuite.engine.transforms.dense import VelocityField
+
+    grid = Grid((20, 18, 16), (2.0, 2.0, 2.5), (0.0, 0.0, 0.0), np.eye(3))
+    z, y, x = torch.meshgrid(*[torch.linspace(0, 1, n) for n in grid.shape_zyx], indexing="ij")
+    velocity = torch.stack([3 * torch.sin(3 * y), 2 * torch.cos(2 * x), 1.5 * torch.sin(2 * z)])[None]
+    change = 0.02 * velocity.roll(1, dims=1)
+    model = VelocityField(grid, velocity, steps=6)
+    current = model.displacement()
+    approximate = model.advanced(current, change)
+    exact = model.exponential(velocity + change)
+    assert (approximate - exact).abs().max() < 0.1 * change.abs().max()  # second-order error only
+    assert (current - exact).abs().max() > 0.5 * change.abs().max()
+
+
+def test_preset_rejects_field_shrink_outside_dense_models_and_bad_values():
+    from regsuite.errors import PresetError
+
+    with pytest.raises(PresetError, match="field_shrink is for 'displacement' and 'svf'"):
+        load_preset({"stages": [{"model": "bspline", "levels": [{"shrink": 1, "iterations": 5, "field_shrink": 2}]}]})
+    with pytest.raises(PresetError, match="field_shrink"):
+        load_preset({"stages": [{"model": "svf", "levels": [{"shrink": 1, "iterations": 5, "field_shrink": 0.5}]}]})
+    with pytest.raises(PresetError, match="exact_every"):
+        load_preset({"stages": [{"model": "svf", "exact_every": 0}]})
+
+
+def test_own_adam_matches_torch_adam():
+    from regsuite.engine.optimizers import Adam
+
+    ours = torch.tensor([2.0, -1.0, 0.5], requires_grad=True)
+    reference = ours.detach().clone().requires_grad_(True)
+    optimizers = [(ours, Adam([ours], lr=0.05)), (reference, torch.optim.Adam([reference], lr=0.05))]
+    for _ in range(40):
+        for parameter, optimizer in optimizers:
+            optimizer.zero_grad()
+            ((parameter - 1.0) ** 4 + parameter.sin()).sum().backward()
+            optimizer.step()
+    assert torch.allclose(ours, reference, atol=1e-5)

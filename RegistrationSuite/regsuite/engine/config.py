@@ -43,6 +43,10 @@ class LevelConfig:
     iterations: int = 100
     learning_rate: float | None = None
     control_spacing: float | None = None
+    #: Dense and velocity fields only: the field lives on the level grid shrunk by this factor
+    #: (cheaper integration and updates) while the similarity gradient is still computed at the
+    #: level's full resolution.
+    field_shrink: float | None = None
 
 
 @dataclass
@@ -58,6 +62,9 @@ class StageConfig:
     regularization: dict[str, float] = field(default_factory=dict)
     control_spacing: float = 10.0
     integration_steps: int = 7
+    #: svf with the gaussian optimizer: integrate exp(v) exactly every this many iterations and
+    #: update it by one composition in between (1: always exact).
+    exact_every: int = 1
     gradient_smoothing: float = 1.5
     field_smoothing: float = 0.7
     tolerance: float = 1e-5
@@ -124,6 +131,8 @@ def _level(data: Any, where: str) -> LevelConfig:
         level.learning_rate = _number(level.learning_rate, f"{where}.learning_rate", 0.0)
     if level.control_spacing is not None:
         level.control_spacing = _number(level.control_spacing, f"{where}.control_spacing", 1e-3)
+    if level.field_shrink is not None:
+        level.field_shrink = _number(level.field_shrink, f"{where}.field_shrink", 1.0)
     return level
 
 
@@ -146,6 +155,8 @@ def _stage(data: Any, where: str) -> StageConfig:
         raise PresetError(f"{where}: unknown optimizer '{stage.optimizer}'; expected one of {', '.join(OPTIMIZERS)}")
     if stage.optimizer in ("one-plus-one", "cma-es") and not stage.is_linear:
         raise PresetError(f"{where}: optimizer '{stage.optimizer}' is for rigid/affine stages only")
+    if stage.model not in ("displacement", "svf") and any(level.field_shrink for level in stage.levels):
+        raise PresetError(f"{where}: field_shrink is for 'displacement' and 'svf' stages only")
     if stage.optimizer == "gaussian" and stage.model not in ("displacement", "svf"):
         raise PresetError(f"{where}: optimizer 'gaussian' is for 'displacement' and 'svf' stages only")
     if not isinstance(stage.metric, str):
@@ -160,6 +171,7 @@ def _stage(data: Any, where: str) -> StageConfig:
                          ("field_smoothing", 0.0), ("tolerance", 0.0)):
         setattr(stage, key, _number(getattr(stage, key), f"{where}.{key}", minimum))
     stage.integration_steps = _number(stage.integration_steps, f"{where}.integration_steps", 0, integer=True)
+    stage.exact_every = _number(stage.exact_every, f"{where}.exact_every", 1, integer=True)
     stage.window = _number(stage.window, f"{where}.window", 1, integer=True)
     return stage
 

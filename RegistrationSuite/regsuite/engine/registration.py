@@ -48,13 +48,21 @@ class RegistrationResult:
     """
 
     transform: sitk.Transform
-    inverse: sitk.Transform | None
+    #: the inverse, or a function that computes it on first use of :attr:`inverse`
+    inverse_source: sitk.Transform | Callable[[], sitk.Transform] | None = field(repr=False)
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
     config: RegistrationConfig
     fixed_grid: Grid
     elapsed: float
     parts: list[sitk.Transform] = field(default_factory=list)
+
+    @property
+    def inverse(self) -> sitk.Transform | None:
+        """Moving world -> fixed world, for linear and diffeomorphic results (else None)."""
+        if self.inverse_source is not None and not isinstance(self.inverse_source, sitk.Transform):
+            self.inverse_source = self.inverse_source()
+        return self.inverse_source
 
     @property
     def is_linear(self) -> bool:
@@ -187,14 +195,18 @@ def register(
     # ------------------------------------------------------------ export
     linear_sitk = linear.to_sitk()
     parts.append(linear_sitk)
-    inverse: sitk.Transform | None = None
+    inverse: sitk.Transform | Callable[[], sitk.Transform] | None = None
     if deformable is not None:
         if isinstance(deformable, BSplineField):
             parts.append(deformable.to_sitk())
         else:
             parts.append(deformable.to_sitk(fixed_grid))
             if deformable.invertible and len(parts) == 2:
-                inverse = sitk.CompositeTransform([deformable.to_sitk(fixed_grid, inverse=True), linear_sitk.GetInverse()])
+                field_model = deformable
+
+                def inverse() -> sitk.Transform:  # exp(-v), computed when first asked for
+                    return sitk.CompositeTransform([field_model.to_sitk(fixed_grid, inverse=True),
+                                                    linear_sitk.GetInverse()])
     elif len(parts) == 1:
         inverse = linear_sitk.GetInverse()
     transform = parts[0] if len(parts) == 1 else sitk.CompositeTransform(parts)

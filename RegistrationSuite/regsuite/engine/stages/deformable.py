@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..config import StageConfig
 from ..filters import gaussian_blur
 from ..grid import Grid
 from ..metrics import make_metric
+from ..optimizers.adam import Adam
 from ..pyramid import LevelImages, Pyramid
 from ..regularizers import make_regularizer
 from ..transforms.bspline import BSplineField
-from ..transforms.dense import DenseField, VelocityField
+from ..transforms.dense import DenseField, VelocityField, resample_field
 from .common import Convergence, Reporter, sample_moving
 
 DeformableModel = BSplineField | DenseField
@@ -45,17 +47,20 @@ def model_for_level(stage: StageConfig, model: DeformableModel | None, domain: G
         if model is None:
             return BSplineField(domain, spacing).to(device)
         return model if abs(spacing - model.grid_spacing.max()) < 1e-9 else model.refined(spacing)
+    grid = level.fixed_grid.shrink(stage.levels[index].field_shrink or 1.0)
     if model is None:
         if stage.model == "svf":
-            return VelocityField(level.fixed_grid, steps=stage.integration_steps).to(device)
-        return DenseField(level.fixed_grid).to(device)
-    return model.resampled(level.fixed_grid)
+            return VelocityField(grid, steps=stage.integration_steps).to(device)
+        return DenseField(grid).to(device)
+    return model.resampled(grid)
 
 
 def displacement(model: DeformableModel, level: LevelImages) -> torch.Tensor:
+    """The model's displacement at the level's fixed voxels (differentiable)."""
     if isinstance(model, BSplineField):
         return model.displacement(level.fixed_grid)
-    return model.displacement()
+    u = model.displacement()
+    return u if model.grid is level.fixed_grid else resample_field(u, model.grid, level.fixed_grid)
 
 
 class DeformableLoss:
@@ -127,7 +132,7 @@ def _run_gradient(stage, model, level, loss: DeformableLoss, index, iterations, 
 
         optimizer.step(closure)
         return
-    optimizer = torch.optim.Adam([parameter], lr=lr)
+    optimizer = Adam([parameter], lr=lr)
     for iteration in range(iterations):
         optimizer.zero_grad(set_to_none=True)
         total, similarity = loss(displacement(model, level))
@@ -142,30 +147,48 @@ def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, 
     parameter = model.field
     step_mm = lr * min(level.spacing)
     convergence = Convergence(stage.tolerance, stage.window)
+    # Sigmas are in voxels of the level grid; a field on a coarser grid (field_shrink) is
+    # smoothed by the same physical amount.
+    coarse = model.grid is not level.fixed_grid
+    factor = float(np.min(np.array(model.grid.spacing) / np.array(level.fixed_grid.spacing)))
     sigma_gradient = stage.gradient_smoothing
-    sigma_field = stage.field_smoothing
+    sigma_field = stage.field_smoothing / factor
     log_domain = isinstance(model, VelocityField)
+    exact_every = max(1, int(stage.exact_every)) if log_domain else 1
+    current: torch.Tensor | None = None  # exp(v) on the model's grid, kept up to date between exact integrations
     for iteration in range(iterations):
         parameter.grad = None
         if log_domain:
             # Log-domain update: the smoothed gradient w.r.t. exp(v) is the step for v
             # (first-order approximation), which avoids back-propagating through squaring.
             with torch.no_grad():
-                u = model.displacement()
-            u.requires_grad_(True)
+                if current is None or iteration % exact_every == 0 or iteration == iterations - 1:
+                    current = model.displacement()
+                u = current if not coarse else resample_field(current, model.grid, level.fixed_grid)
+            u = u.clone().requires_grad_(True)
         else:
-            u = model.displacement()
+            u = displacement(model, level)
         total, similarity = loss(u)
         total.backward()
         report(index, iteration + 1, iterations, float(similarity.detach()))
         with torch.no_grad():
-            gradient = u.grad if log_domain else parameter.grad
-            if sigma_gradient > 0:
-                gradient = gaussian_blur(gradient, sigma_gradient)
+            if log_domain:  # gradient at the level's voxels: smooth there, then sample the field's grid
+                gradient = gaussian_blur(u.grad, sigma_gradient) if sigma_gradient > 0 else u.grad
+                if coarse:
+                    gradient = resample_field(gradient, level.fixed_grid, model.grid)
+                before = parameter.detach().clone() if exact_every > 1 else None
+            else:
+                gradient = parameter.grad
+                if sigma_gradient > 0:
+                    gradient = gaussian_blur(gradient, sigma_gradient / factor)
             largest = gradient.square().sum(dim=1).max().sqrt()
             if float(largest) > 0:
                 parameter.sub_(gradient * (step_mm / largest))
             if sigma_field > 0:
                 parameter.copy_(gaussian_blur(parameter, sigma_field))
+            if log_domain and exact_every > 1:
+                # exp(v + d) ~ exp(v) o exp(d) for the small change d (first order): one composition
+                # instead of a full scaling and squaring; exact again every ``exact_every`` iterations.
+                current = model.advanced(current, parameter - before)
         if convergence.update(float(total.detach())):
             break

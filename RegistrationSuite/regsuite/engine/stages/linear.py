@@ -11,7 +11,7 @@ import torch
 
 from ..config import StageConfig
 from ..metrics import make_metric
-from ..optimizers import cma_es, one_plus_one_es
+from ..optimizers import Adam, cma_es, one_plus_one_es
 from ..pyramid import LevelImages, Pyramid
 from ..transforms.linear import LinearTransform
 from .common import Convergence, Reporter, sample_moving
@@ -56,12 +56,11 @@ def run_linear_stage(stage: StageConfig, pyramid: Pyramid, transform: LinearTran
 
 
 def _run_adam(stage, transform, loss, level, iterations, lr, report) -> None:
-    optimizer = torch.optim.Adam([transform.q], lr=lr)
+    optimizer = Adam([transform.q], lr=lr)
     convergence = Convergence(stage.tolerance, stage.window)
     best = (float("inf"), transform.q.detach().clone())
     for iteration in range(iterations):
-        for group in optimizer.param_groups:  # linear decay to 20 % of the initial rate
-            group["lr"] = lr * (1.0 - 0.8 * iteration / max(1, iterations - 1))
+        optimizer.lr = lr * (1.0 - 0.8 * iteration / max(1, iterations - 1))  # linear decay to 20 %
         optimizer.zero_grad(set_to_none=True)
         value = loss()
         value.backward()

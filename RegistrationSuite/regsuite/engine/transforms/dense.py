@@ -144,5 +144,15 @@ class VelocityField(DenseField):
     def displacement(self) -> torch.Tensor:
         return self.exponential(self.field)
 
+    def advanced(self, current: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        """``exp(v + change)`` to first order from ``current = exp(v)``: ``exp(v) o (id + change)``.
+
+        One composition instead of a full scaling and squaring, for small changes (an optimiser
+        step); integrate exactly now and then to stop the error from building up.
+        """
+        if self._base is None or self._base.device != current.device or self._base.dtype != current.dtype:
+            self._base = identity_normalized(self.grid, current.device, current.dtype)
+        return compose_on_grid(change, current, self.grid, self._base)
+
     def inverse_displacement(self) -> torch.Tensor:
         return self.exponential(-self.field)
