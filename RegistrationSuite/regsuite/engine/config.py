@@ -65,6 +65,9 @@ class StageConfig:
     #: svf with the gaussian optimizer: integrate exp(v) exactly every this many iterations and
     #: update it by one composition in between (1: always exact).
     exact_every: int = 1
+    #: displacement with the gaussian optimizer: add each step to the field ("additive") or
+    #: compose it with the map ("compositive", as Greedy does; avoids folding)
+    update: str = "additive"
     gradient_smoothing: float = 1.5
     field_smoothing: float = 0.7
     tolerance: float = 1e-5
@@ -172,6 +175,8 @@ def _stage(data: Any, where: str) -> StageConfig:
         setattr(stage, key, _number(getattr(stage, key), f"{where}.{key}", minimum))
     stage.integration_steps = _number(stage.integration_steps, f"{where}.integration_steps", 0, integer=True)
     stage.exact_every = _number(stage.exact_every, f"{where}.exact_every", 1, integer=True)
+    if stage.update not in ("additive", "compositive"):
+        raise PresetError(f"{where}: unknown update '{stage.update}'; expected additive or compositive")
     stage.window = _number(stage.window, f"{where}.window", 1, integer=True)
     return stage
 

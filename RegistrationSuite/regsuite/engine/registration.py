@@ -172,7 +172,11 @@ def register(
     for index, stage in enumerate(recipe.stages):
         report.begin(index, stage.model, len(stage.levels))
         stage_start = time.perf_counter()
-        finest = pyramid.level(stage.levels[-1].shrink, stage.levels[-1].smoothing)
+        # metric before/after on the finest level that is at least 2x shrunk (cheap; the summary
+        # compares the two, it does not need full resolution), else on the finest level
+        coarse_enough = [level for level in stage.levels if level.shrink >= 2.0]
+        scored = coarse_enough[-1] if coarse_enough else stage.levels[-1]
+        finest = pyramid.level(scored.shrink, scored.smoothing)
         a, b = linear.matrix_offset()
         if stage.is_linear:
             linear = LinearTransform(stage.model, center, radius)

@@ -25,7 +25,7 @@ from ..optimizers.adam import Adam
 from ..pyramid import LevelImages, Pyramid
 from ..regularizers import make_regularizer
 from ..transforms.bspline import BSplineField
-from ..transforms.dense import DenseField, VelocityField, resample_field
+from ..transforms.dense import DenseField, VelocityField, compose_on_grid, resample_field
 from .common import Convergence, Reporter, sample_moving
 
 DeformableModel = BSplineField | DenseField
@@ -143,6 +143,23 @@ def _run_gradient(stage, model, level, loss: DeformableLoss, index, iterations, 
             break
 
 
+def lie_bracket(a: torch.Tensor, b: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """``[a, b] = (Da) b - (Db) a`` of two world vector fields ``(1, 3, D, H, W)`` on ``grid``.
+
+    ``(Da) b = sum_k (d a / d i_k) (M^-1 b)_k`` with ``M`` the index-to-world matrix: central
+    differences along the index axes, no 3x3 Jacobian stored.
+    """
+    inverse = torch.as_tensor(np.linalg.inv(np.asarray(grid.direction) @ np.diag(grid.spacing)),
+                              dtype=a.dtype, device=a.device)
+    a_index = torch.einsum("kr,nrdhw->nkdhw", inverse, a)
+    b_index = torch.einsum("kr,nrdhw->nkdhw", inverse, b)
+    result = torch.zeros_like(a)
+    for k, dim in ((0, 4), (1, 3), (2, 2)):  # index axis i, j, k -> tensor dims W, H, D
+        result.addcmul_(torch.gradient(a, dim=dim)[0], b_index[:, k:k + 1])
+        result.addcmul_(torch.gradient(b, dim=dim)[0], a_index[:, k:k + 1], value=-1.0)
+    return result
+
+
 def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, iterations, lr, report) -> None:
     parameter = model.field
     step_mm = lr * min(level.spacing)
@@ -154,6 +171,7 @@ def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, 
     sigma_gradient = stage.gradient_smoothing
     sigma_field = stage.field_smoothing / factor
     log_domain = isinstance(model, VelocityField)
+    compositive = stage.update == "compositive" and not coarse
     exact_every = max(1, int(stage.exact_every)) if log_domain else 1
     current: torch.Tensor | None = None  # exp(v) on the model's grid, kept up to date between exact integrations
     for iteration in range(iterations):
@@ -182,7 +200,14 @@ def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, 
                 if sigma_gradient > 0:
                     gradient = gaussian_blur(gradient, sigma_gradient / factor)
             largest = gradient.square().sum(dim=1).max().sqrt()
-            if float(largest) > 0:
+            if float(largest) > 0 and compositive and log_domain:
+                # exp(v) o (id + d) = exp(v + d + [v, d] / 2 + ...) (Baker-Campbell-Hausdorff)
+                step = gradient * (-step_mm / largest)
+                parameter.add_(step + 0.5 * lie_bracket(parameter, step, model.grid))
+            elif float(largest) > 0 and compositive:
+                # u <- d + u o (id + d): the update is composed with the map (Greedy, fluid-like)
+                parameter.copy_(compose_on_grid(gradient * (-step_mm / largest), parameter, model.grid))
+            elif float(largest) > 0:
                 parameter.sub_(gradient * (step_mm / largest))
             if sigma_field > 0:
                 parameter.copy_(gaussian_blur(parameter, sigma_field))

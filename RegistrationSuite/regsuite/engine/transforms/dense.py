@@ -121,6 +121,7 @@ class VelocityField(DenseField):
         super().__init__(grid, field)
         self.steps = int(steps)
         self._base: torch.Tensor | None = None
+        self._cached: tuple[tuple[int, int], torch.Tensor] | None = None
 
     def _options(self) -> dict:
         return {"steps": self.steps}
@@ -142,7 +143,13 @@ class VelocityField(DenseField):
         return torch.einsum("rc,ncdhw->nrdhw", to_world, displacement)
 
     def displacement(self) -> torch.Tensor:
-        return self.exponential(self.field)
+        """``exp(v)``; without autograd the result is kept until ``v`` changes (metric, export)."""
+        if torch.is_grad_enabled():
+            return self.exponential(self.field)
+        key = (self.field._version, self.field.data_ptr())
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self.exponential(self.field))
+        return self._cached[1]
 
     def advanced(self, current: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
         """``exp(v + change)`` to first order from ``current = exp(v)``: ``exp(v) o (id + change)``.
