@@ -30,7 +30,6 @@ import math
 from typing import Literal
 
 import numpy as np
-import scipy.linalg
 import SimpleITK as sitk
 import torch
 from torch import nn
@@ -66,6 +65,13 @@ def angles_from_rotation(rotation: np.ndarray) -> np.ndarray:
     return np.array([alpha, beta, gamma])
 
 
+def _rq(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RQ decomposition ``matrix = upper @ orthogonal`` (upper triangular), from numpy's QR."""
+    flip = np.eye(3)[::-1]
+    q, r = np.linalg.qr((flip @ matrix).T)
+    return flip @ r.T @ flip, flip @ q.T
+
+
 def decompose_affine(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split ``A`` into ``(angles, scales, shears)`` with ``A = shear @ scale @ R``.
 
@@ -74,7 +80,7 @@ def decompose_affine(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     a = np.asarray(matrix, dtype=np.float64)
     if np.linalg.det(a) <= 0:
         raise InputError("the initial linear transform contains a reflection; use the 'affine-matrix' model")
-    upper, rotation = scipy.linalg.rq(a)
+    upper, rotation = _rq(a)
     signs = np.sign(np.diag(upper))
     upper = upper * signs[np.newaxis, :]
     rotation = signs[:, np.newaxis] * rotation
