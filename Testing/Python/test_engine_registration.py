@@ -264,3 +264,23 @@ def test_compositive_updates_recover_the_smooth_deformation_without_folding():
         field = sitk.TransformToDisplacementField(result.transform, sitk.sitkVectorFloat64, fixed.GetSize(),
                                                   fixed.GetOrigin(), fixed.GetSpacing(), fixed.GetDirection())
         assert float(sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(field)).min()) > 0
+
+
+def test_half_resolution_helpers_match_full_resolution_on_smooth_fields():
+    """The large-level shortcuts (gradient smoothing and Lie bracket through a 2x coarser volume)."""
+    from regsuite.engine.filters import gaussian_blur, gaussian_blur_fast
+    from regsuite.engine.grid import Grid
+    from regsuite.engine.stages.deformable import lie_bracket, lie_bracket_coarse
+
+    grid = Grid((61, 56, 50), (1.0, 1.2, 1.5), (0.0, 0.0, 0.0), OBLIQUE)
+    z, y, x = torch.meshgrid(*[torch.linspace(0, 1, n) for n in grid.shape_zyx], indexing="ij")
+    a = torch.stack([6 * torch.sin(3 * y), 5 * torch.cos(2 * x), 4 * torch.sin(2 * z)])[None]
+    b = 0.3 * torch.stack([torch.cos(4 * z), torch.sin(3 * x), torch.cos(3 * y)])[None]
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4), slice(4, -4))
+    full, fast = gaussian_blur(a, 1.732)[inner], gaussian_blur_fast(a, 1.732)[inner]
+    assert float((full - fast).abs().max()) < 0.01 * float(full.abs().max())
+    exact, coarse = lie_bracket(a, b, grid)[inner], lie_bracket_coarse(a, b, grid)[inner]
+    assert float((exact - coarse).abs().mean()) < 0.02 * float(exact.abs().mean())
+    impulse = torch.zeros(1, 1, 31, 32, 33)
+    impulse[..., 15, 16, 16] = 1.0
+    assert abs(float(gaussian_blur_fast(impulse, 2.0).sum()) - 1.0) < 1e-4  # mass kept

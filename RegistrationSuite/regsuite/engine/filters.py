@@ -49,3 +49,31 @@ def gaussian_blur(volume: torch.Tensor, sigma: float | Sequence[float]) -> torch
         pad[position] = pad[position + 1] = radius
         out = F.conv3d(F.pad(out, pad, mode="replicate"), weight, groups=channels)
     return out
+
+
+def halve(volume: torch.Tensor) -> torch.Tensor:
+    """2x2x2 average pooling (sizes rounded up by edge replication)."""
+    pad = [0, volume.shape[4] % 2, 0, volume.shape[3] % 2, 0, volume.shape[2] % 2]
+    if any(pad):
+        volume = F.pad(volume, pad, mode="replicate")
+    return F.avg_pool3d(volume, 2)
+
+
+def double_to(volume: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Linear upsampling of a :func:`halve`-d volume back to the spatial ``shape`` (D, H, W)."""
+    doubled = F.interpolate(volume, scale_factor=2.0, mode="trilinear", align_corners=False)
+    return doubled[..., : shape[0], : shape[1], : shape[2]]
+
+
+def gaussian_blur_fast(volume: torch.Tensor, sigma: float) -> torch.Tensor:
+    """:func:`gaussian_blur` for wide kernels on large volumes, through a 2x coarser volume.
+
+    ``sigma >= 1.5`` voxels: average-pool by 2, blur with the remaining width at half resolution,
+    upsample linearly (the three widths add up in quadrature to about ``sigma``); several times
+    cheaper than the full-resolution filter. Narrower kernels use :func:`gaussian_blur`.
+    """
+    if sigma < 1.5 or min(volume.shape[2:]) < 8:
+        return gaussian_blur(volume, sigma)
+    # pooling by 2 ~ sigma^2 += 1/4 (fine voxels^2), linear upsampling ~ += 1/2: keep the rest
+    rest = max(sigma ** 2 - 0.75, 0.25) ** 0.5 / 2.0
+    return double_to(gaussian_blur(halve(volume), rest), volume.shape[2:])
