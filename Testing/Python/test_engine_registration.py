@@ -218,6 +218,10 @@ def test_preset_rejects_field_shrink_outside_dense_models_and_bad_values():
         load_preset({"stages": [{"model": "svf", "levels": [{"shrink": 1, "iterations": 5, "field_shrink": 0.5}]}]})
     with pytest.raises(PresetError, match="exact_every"):
         load_preset({"stages": [{"model": "svf", "exact_every": 0}]})
+    with pytest.raises(PresetError, match="field_smoothing"):
+        load_preset({"stages": [{"model": "svf", "levels": [{"shrink": 1, "iterations": 5, "field_smoothing": -1}]}]})
+    level = load_preset({"stages": [{"model": "svf", "levels": [{"shrink": 1, "iterations": 5, "field_smoothing": 0.5}]}]})
+    assert level.stages[0].levels[0].field_smoothing == 0.5
 
 
 def test_own_adam_matches_torch_adam():

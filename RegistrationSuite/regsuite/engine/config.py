@@ -47,6 +47,9 @@ class LevelConfig:
     #: (cheaper integration and updates) while the similarity gradient is still computed at the
     #: level's full resolution.
     field_shrink: float | None = None
+    #: gaussian optimizer: this level's sigmas (voxels), overriding the stage's
+    gradient_smoothing: float | None = None
+    field_smoothing: float | None = None
 
 
 @dataclass
@@ -136,6 +139,9 @@ def _level(data: Any, where: str) -> LevelConfig:
         level.control_spacing = _number(level.control_spacing, f"{where}.control_spacing", 1e-3)
     if level.field_shrink is not None:
         level.field_shrink = _number(level.field_shrink, f"{where}.field_shrink", 1.0)
+    for key in ("gradient_smoothing", "field_smoothing"):
+        if getattr(level, key) is not None:
+            setattr(level, key, _number(getattr(level, key), f"{where}.{key}", 0.0))
     return level
 
 

@@ -181,8 +181,9 @@ def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, 
     # smoothed by the same physical amount.
     coarse = model.grid is not level.fixed_grid
     factor = float(np.min(np.array(model.grid.spacing) / np.array(level.fixed_grid.spacing)))
-    sigma_gradient = stage.gradient_smoothing
-    sigma_field = stage.field_smoothing / factor
+    settings = stage.levels[index]
+    sigma_gradient = settings.gradient_smoothing if settings.gradient_smoothing is not None else stage.gradient_smoothing
+    sigma_field = (settings.field_smoothing if settings.field_smoothing is not None else stage.field_smoothing) / factor
     log_domain = isinstance(model, VelocityField)
     compositive = stage.update == "compositive" and not coarse
     exact_every = max(1, int(stage.exact_every)) if log_domain else 1
