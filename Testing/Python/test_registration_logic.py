@@ -231,7 +231,6 @@ def test_bad_inputs_give_one_line_errors_and_change_nothing(logic, pair, mrml, t
         cases.append((dict(fixedVolume=fixed, movingVolume=moving, device="cuda"), "CUDA"))
     vector = mrml.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "rgb")
     vector.CopyOrientation(fixed)
-    image = slicer.vtkImageData() if hasattr(slicer, "vtkImageData") else None
     import vtk
 
     image = vtk.vtkImageData()

@@ -406,8 +406,8 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
 
         fixed, moving = nodes["fixed"], nodes["moving"]
         scene = fixed.GetScene()
-        parts = result.load_parts()
-        transform = result.load_transform()
+        parts = result.load_parts()  # the composite is built from them: the field is read once
+        transform = parts[0] if len(parts) == 1 else sitk.CompositeTransform(parts)
         name = f"{moving.GetName()}_to_{fixed.GetName()}"
         node = result_to_node(parts, scene, prepared.fixed_image, node=nodes["outputTransform"], name=name)
         set_registration_roles(node, fixed, moving)
