@@ -23,7 +23,7 @@ from ..grid import Grid
 from ..metrics import make_metric
 from ..optimizers.adam import Adam
 from ..pyramid import LevelImages, Pyramid
-from ..regularizers import make_regularizer
+from ..regularizers import central_difference, index_to_world, make_regularizer
 from ..transforms.bspline import BSplineField
 from ..transforms.dense import DenseField, VelocityField, compose_on_grid, resample_field
 from .common import Convergence, Reporter, sample_moving
@@ -149,14 +149,13 @@ def lie_bracket(a: torch.Tensor, b: torch.Tensor, grid: Grid) -> torch.Tensor:
     ``(Da) b = sum_k (d a / d i_k) (M^-1 b)_k`` with ``M`` the index-to-world matrix: central
     differences along the index axes, no 3x3 Jacobian stored.
     """
-    inverse = torch.as_tensor(np.linalg.inv(np.asarray(grid.direction) @ np.diag(grid.spacing)),
-                              dtype=a.dtype, device=a.device)
+    inverse = torch.as_tensor(index_to_world(grid.spacing, grid.direction)[0], dtype=a.dtype, device=a.device)
     a_index = torch.einsum("kr,nrdhw->nkdhw", inverse, a)
     b_index = torch.einsum("kr,nrdhw->nkdhw", inverse, b)
     result = torch.zeros_like(a)
     for k, dim in ((0, 4), (1, 3), (2, 2)):  # index axis i, j, k -> tensor dims W, H, D
-        result.addcmul_(torch.gradient(a, dim=dim)[0], b_index[:, k:k + 1])
-        result.addcmul_(torch.gradient(b, dim=dim)[0], a_index[:, k:k + 1], value=-1.0)
+        result.addcmul_(central_difference(a, dim), b_index[:, k:k + 1])
+        result.addcmul_(central_difference(b, dim), a_index[:, k:k + 1], value=-1.0)
     return result
 
 
