@@ -134,6 +134,12 @@ def test_background_job_recovers_shift_reports_progress_and_matches_in_process(i
     assert [e["iteration"] for e in seen if e["kind"] == "progress"] == [e["iteration"] for e in progress]
     assert sorted(os.listdir(tmp_path / "local")) == sorted(
         ["inverse.h5", "part-1-linear.tfm", "result.json", "transform.h5"])
+    # a caller that never uses the inverse (the Slicer Logic) does not pay for it
+    request = _request(images, tmp_path / "no-inverse")
+    request.write_inverse = False
+    lean = run_in_process(request)
+    assert lean.inverse_path is None and lean.load_inverse() is None
+    assert sorted(os.listdir(tmp_path / "no-inverse")) == sorted(["part-1-linear.tfm", "result.json", "transform.h5"])
 
 
 def test_deformable_parts_are_written_separately_and_match_in_process(images, tmp_path):

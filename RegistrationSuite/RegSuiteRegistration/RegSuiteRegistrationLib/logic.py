@@ -354,7 +354,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         request = RegistrationRequest(
             fixed=paths["fixed"], moving=paths["moving"], preset=config, output_dir=os.path.join(workdir, "result"),
             fixed_mask=paths["fixed_mask"], moving_mask=paths["moving_mask"], initial_transform=paths["initial"],
-            device=device, threads=threads, seed=seed)
+            device=device, threads=threads, seed=seed, write_inverse=False)  # the scene only needs the transform
         return _Prepared(fixed_image, moving_image, request, workdir, place_moving, labelmap)
 
     # ---------------------------------------------------------------- registration

@@ -129,6 +129,9 @@ class RegistrationRequest:
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
+    #: also compute and write ``inverse.h5`` (for a svf model that is a second integration and a
+    #: second full-grid field file; callers that never use the inverse turn it off)
+    write_inverse: bool = True
 
     def __post_init__(self) -> None:
         if hasattr(self.preset, "to_dict") and not isinstance(self.preset, (str, dict)):

@@ -117,11 +117,12 @@ class _Job:
             for part, path in zip(result.parts, paths):
                 write_transform(part, path)
             write_transform(result.transform, files.transform)
-            if result.inverse is not None:
-                write_transform(result.inverse, files.inverse)
+            inverse = result.inverse if self.request.write_inverse else None
+            if inverse is not None:
+                write_transform(inverse, files.inverse)
             job_result = JobResult(
                 transform_path=str(files.transform), part_paths=[str(p) for p in paths], part_kinds=kinds,
-                inverse_path=str(files.inverse) if result.inverse is not None else None,
+                inverse_path=str(files.inverse) if inverse is not None else None,
                 metrics=result.metrics, history=result.history, elapsed=float(result.elapsed))
             write_text_atomic(files.result, job_result.to_json())
         except BaseException:
