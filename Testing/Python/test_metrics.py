@@ -118,6 +118,18 @@ def test_lncc_ignores_flat_windows():
     assert value(metric, phantom, unrelated, flat.float()) == pytest.approx(0.0, abs=1e-3)
 
 
+def test_squared_lncc_is_the_signed_square_of_each_window_correlation():
+    """squared=true (as ANTs' CC and Greedy's NCC): -mean(rho |rho|) instead of -mean(rho)."""
+    fixed = smooth_volume((14, 15, 16), dtype=torch.float64)
+    warped = 0.5 * fixed + 0.5 * smooth_volume((14, 15, 16), seed=3, dtype=torch.float64)
+    plain, squared = make_metric("lncc", radius=1), make_metric("lncc", radius=1, squared=True)
+    # windows where rho is known: a linear remap (rho = 1) and a negated image (rho = -1)
+    assert value(squared, fixed, 3.0 * fixed + 1.0) == pytest.approx(-1.0, abs=1e-4)
+    assert value(squared, fixed, 1.0 - fixed) == pytest.approx(1.0, abs=1e-4)
+    # partly correlated images: |rho| < 1 everywhere, so the squared value is smaller in size
+    assert 0.0 < -value(squared, fixed, warped) < -value(plain, fixed, warped) < 1.0
+
+
 @pytest.mark.parametrize("name", ["mi", "nmi"])
 @pytest.mark.parametrize("remap", ["monotone", "non-monotone"])
 def test_information_prefers_aligned_multimodal_pair(name, remap):
@@ -201,7 +213,7 @@ def test_fractional_mask_weights_voxels():
 # --- gradients --------------------------------------------------------------------------------
 
 
-GRADIENT_CASES = [("mse", {}), ("ncc", {}), ("lncc", {"radius": 1}), ("lncc", {"radius": 4}),
+GRADIENT_CASES = [("mse", {}), ("ncc", {}), ("lncc", {"radius": 1}), ("lncc", {"radius": 4}), ("lncc", {"squared": True}),
                   ("mi", {"bins": 8}), ("mi", {"bins": 8, "samples": 200}), ("nmi", {"bins": 10}),
                   ("ngf", {}), ("mind", {"radius": 1, "dilation": 1}), ("mind", {"norm": "l1"})]
 
@@ -312,10 +324,10 @@ def test_factory():
     assert make_metric("lncc", radius=3).radius == 3
     with pytest.raises(PresetError, match="valid names: mse, ssd, ncc, lncc, mi, nmi, ngf, mind"):
         make_metric("cc")
-    with pytest.raises(PresetError, match="unknown option bins; valid options: radius, eps"):
+    with pytest.raises(PresetError, match="unknown option bins; valid options: radius, eps, squared"):
         make_metric("lncc", bins=3)
     for name, options in (("lncc", {"radius": 0}), ("lncc", {"radius": 1.5}), ("mi", {"bins": 2}),
                           ("mi", {"samples": -5}), ("ngf", {"epsilon": 0}), ("mind", {"norm": "l3"}),
-                          ("mind", {"dilation": True})):
+                          ("mind", {"dilation": True}), ("lncc", {"squared": 1})):
         with pytest.raises(PresetError, match=f"metric '{name}'"):
             make_metric(name, **options)

@@ -220,3 +220,10 @@ def check_float(option: str, value: Any, low: float, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value) > low:
         raise PresetError(f"metric '{name}': option {option} must be a number > {low}, got {value!r}")
     return float(value)
+
+
+def check_bool(option: str, value: Any, name: str) -> bool:
+    """``value`` as a bool (JSON true/false) or :class:`PresetError` naming ``name.option``."""
+    if not isinstance(value, bool):
+        raise PresetError(f"metric '{name}': option {option} must be true or false, got {value!r}")
+    return value

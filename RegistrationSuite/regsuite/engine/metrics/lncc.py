@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import SimilarityMetric, Spacing, box_mean, check_float, check_int, standardized, weighted_mean
+from .base import SimilarityMetric, Spacing, box_mean, check_bool, check_float, check_int, standardized, weighted_mean
 
 
 class LocalNCC(SimilarityMetric):
@@ -32,10 +32,11 @@ class LocalNCC(SimilarityMetric):
     name = "lncc"
     multimodal = False
 
-    def __init__(self, radius: int = 2, eps: float = 1e-4) -> None:
+    def __init__(self, radius: int = 2, eps: float = 1e-4, squared: bool = False) -> None:
         super().__init__()
         self.radius = check_int("radius", radius, 1, self.name)
         self.eps = check_float("eps", eps, 0.0, self.name)
+        self.squared = check_bool("squared", squared, self.name)
 
     def _fixed_stats(self, fixed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         f = standardized(fixed)
@@ -50,4 +51,6 @@ class LocalNCC(SimilarityMetric):
         mean_w, mean_ww, mean_fw = (box_mean(x, self.radius) for x in (w, w.square(), f * w))
         var_w = (mean_ww - mean_w.square()).clamp_min(self.eps)
         local = (mean_fw - mean_f * mean_w) * inv_std_f * var_w.rsqrt()
+        if self.squared:
+            local = local * local.abs()
         return -weighted_mean(local, mask)
