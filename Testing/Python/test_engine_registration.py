@@ -313,3 +313,77 @@ def test_gaussian_blur_matches_a_grouped_convolution_and_keeps_gradients():
     gaussian_blur(leaf, 1.0).sum().backward()
     assert torch.allclose(leaf.grad.sum(), torch.tensor(float(volume.numel()), dtype=torch.float64))
 
+
+def test_half_velocity_integrated_with_one_step_less_squares_to_the_full_map():
+    """exp(v/2) o exp(v/2) = exp(v): the symmetric update integrates halves with steps - 1."""
+    from regsuite.engine.grid import Grid
+    from regsuite.engine.transforms.dense import VelocityField, compose_on_grid
+
+    grid = Grid((30, 28, 26), (2.0, 2.0, 2.5), (0.0, 0.0, 0.0), OBLIQUE)
+    z, y, x = torch.meshgrid(*[torch.linspace(0, 1, n) for n in grid.shape_zyx], indexing="ij")
+    v = torch.stack([5 * torch.sin(3 * y), 4 * torch.cos(2 * x), 3 * torch.sin(2 * z)])[None]
+    model = VelocityField(grid, v, steps=6)
+    half = model.exponential(0.5 * v, steps=5)
+    inner = (slice(None), slice(None), slice(3, -3), slice(3, -3), slice(3, -3))
+    squared = compose_on_grid(half, half, grid)[inner]
+    assert float((squared - model.exponential(v)[inner]).abs().max()) < 0.05
+    assert float((half[inner] - model.exponential(v)[inner]).abs().max()) > 1.0  # a half is not the whole
+
+
+def test_symmetric_updates_recover_the_smooth_deformation_and_are_nearly_inverse_consistent():
+    """update 'symmetric': both images move halfway. Registering the pair both ways gives maps that
+    are close to each other's inverse, closer than the one-sided (compositive) updates."""
+    grid = make_grid((36, 36, 30), (2.0, 2.0, 2.0))
+    fixed = sample_phantom(grid)
+    moving = sample_phantom(grid, _inverse_of_smooth_warp)
+    gaps = {}
+    for update in ("symmetric", "compositive"):
+        stage = {"model": "svf", "metric": "lncc", "optimizer": "gaussian", "learning_rate": 0.5, "update": update,
+                 "exact_every": 4, "levels": [[2, 1, 60], [1, 0, 40]]}
+        forward = register(fixed, moving, _fast(stage, initialization="none"), threads=2).transform
+        backward = register(moving, fixed, _fast(stage, initialization="none"), threads=2).transform
+        if update == "symmetric":
+            assert _mean_error(forward, _smooth_warp, fixed) < 0.42 * _mean_error(sitk.Transform(), _smooth_warp, fixed)
+            field = sitk.TransformToDisplacementField(forward, sitk.sitkVectorFloat64, fixed.GetSize(),
+                                                      fixed.GetOrigin(), fixed.GetSpacing(), fixed.GetDirection())
+            assert float(sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(field)).min()) > 0
+        gaps[update] = _mean_error(sitk.CompositeTransform([backward, forward]), lambda p: p, fixed)
+    assert gaps["symmetric"] < gaps["compositive"]
+
+
+def test_symmetric_loss_warps_the_fixed_image_and_its_mask():
+    """In the middle space the fixed image and the fixed mask are both sampled at x + u_fixed(x):
+    with a shift of whole voxels the MSE equals the one computed by slicing the arrays."""
+    from regsuite.engine.config import StageConfig
+    from regsuite.engine.pyramid import Pyramid
+    from regsuite.engine.stages.deformable import DeformableLoss
+
+    grid = make_grid((20, 18, 16), (2.0, 2.0, 2.0))
+    fixed = sample_phantom(grid)
+    moving = sample_phantom(grid, lambda p: p + np.array([1.0, -0.5, 0.3]))
+    mask_array = np.zeros((16, 18, 20), np.uint8)
+    mask_array[2:14, 3:15, 9:18] = 1
+    mask = sitk.GetImageFromArray(mask_array)
+    mask.CopyInformation(fixed)
+    level = Pyramid(fixed, moving, mask).level(1, 0)
+    loss = DeformableLoss(StageConfig("svf", metric="mse"), level, torch.eye(3, dtype=torch.float64),
+                          torch.zeros(3, dtype=torch.float64))
+    u_fixed = torch.zeros((1, 3) + level.fixed_grid.shape_zyx)
+    u_fixed[:, 0] = 4.0  # two voxels along x (identity direction)
+    _, similarity = loss(torch.zeros_like(u_fixed), u_fixed)
+    f, m, w = level.fixed[0, 0], level.moving[0, 0], level.fixed_mask[0, 0]
+    shifted_f, shifted_w = f[..., 2:], w[..., 2:]  # F(x + 2 voxels), mask(x + 2 voxels); the last 2 columns fall outside
+    expected = ((shifted_f - m[..., :-2]).square() * shifted_w).sum() / shifted_w.sum()
+    assert float(similarity) == pytest.approx(float(expected), rel=1e-5)
+    unwarped_mask = ((shifted_f - m[..., :-2]).square() * w[..., :-2]).sum() / w[..., :-2].sum()
+    assert abs(float(similarity) - float(unwarped_mask)) > 0.05 * float(similarity)  # the mask did move
+
+
+def test_preset_rejects_symmetric_updates_outside_gaussian_velocity_stages():
+    from regsuite.errors import PresetError
+
+    with pytest.raises(PresetError, match="update 'symmetric' needs model 'svf' with optimizer 'gaussian'"):
+        load_preset({"stages": [{"model": "displacement", "optimizer": "gaussian", "update": "symmetric"}]})
+    with pytest.raises(PresetError, match="unknown update 'sideways'"):
+        load_preset({"stages": [{"model": "svf", "optimizer": "gaussian", "update": "sideways"}]})
+    assert load_preset({"stages": [{"model": "svf", "optimizer": "gaussian", "update": "symmetric"}]}).stages[0].update == "symmetric"

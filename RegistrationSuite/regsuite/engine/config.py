@@ -68,8 +68,9 @@ class StageConfig:
     #: svf with the gaussian optimizer: integrate exp(v) exactly every this many iterations and
     #: update it by one composition in between (1: always exact).
     exact_every: int = 1
-    #: displacement with the gaussian optimizer: add each step to the field ("additive") or
-    #: compose it with the map ("compositive", as Greedy does; avoids folding)
+    #: gaussian optimizer: add each step to the field ("additive"), compose it with the map
+    #: ("compositive", as Greedy does; avoids folding) or, svf only, move both images halfway
+    #: ("symmetric": F o exp(-v/2) is compared with M o exp(v/2))
     update: str = "additive"
     gradient_smoothing: float = 1.5
     field_smoothing: float = 0.7
@@ -181,8 +182,10 @@ def _stage(data: Any, where: str) -> StageConfig:
         setattr(stage, key, _number(getattr(stage, key), f"{where}.{key}", minimum))
     stage.integration_steps = _number(stage.integration_steps, f"{where}.integration_steps", 0, integer=True)
     stage.exact_every = _number(stage.exact_every, f"{where}.exact_every", 1, integer=True)
-    if stage.update not in ("additive", "compositive"):
-        raise PresetError(f"{where}: unknown update '{stage.update}'; expected additive or compositive")
+    if stage.update not in ("additive", "compositive", "symmetric"):
+        raise PresetError(f"{where}: unknown update '{stage.update}'; expected additive, compositive or symmetric")
+    if stage.update == "symmetric" and (stage.model != "svf" or stage.optimizer != "gaussian"):
+        raise PresetError(f"{where}: update 'symmetric' needs model 'svf' with optimizer 'gaussian'")
     stage.window = _number(stage.window, f"{where}.window", 1, integer=True)
     return stage
 

@@ -81,12 +81,16 @@ class Convergence:
         return before - now < self.tolerance * max(abs(before), 1e-12)
 
 
-def sample_moving(level: LevelImages, normalized: torch.Tensor, use_masks: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Warped moving image and voxel weights (fixed mask x moving mask x overlap)."""
+def sample_moving(level: LevelImages, normalized: torch.Tensor, use_masks: bool = True,
+                  fixed_mask: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warped moving image and voxel weights (fixed mask x moving mask x overlap).
+
+    ``fixed_mask=False`` leaves the fixed mask out (symmetric registration warps it itself).
+    """
     warped = F.grid_sample(level.moving, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
     with torch.no_grad():
         weight = (normalized.abs().amax(dim=-1) <= 1.0 + 1e-6).unsqueeze(1).to(warped.dtype)
-        if use_masks and level.fixed_mask is not None:
+        if use_masks and fixed_mask and level.fixed_mask is not None:
             weight = weight * level.fixed_mask
         if use_masks and level.moving_mask is not None:
             weight = weight * F.grid_sample(level.moving_mask, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)

@@ -8,6 +8,8 @@ The deformable map ``x -> x + u(x)`` acts before the linear map found by earlier
   (``gradient_smoothing``, voxels), scaled so the largest update is ``learning_rate`` voxels,
   applied, and the field is smoothed again (``field_smoothing``) -- the fluid/diffusion-like
   scheme of Demons and Greedy, computed here with autograd for any differentiable metric.
+  ``update``: ``additive``, ``compositive`` or, for velocity fields, ``symmetric`` (both images
+  move halfway and meet in the middle, as in symmetric log-domain Demons and SyN).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..config import StageConfig
 from ..filters import double_to, gaussian_blur, gaussian_blur_fast, halve
@@ -75,16 +78,41 @@ class DeformableLoss:
         self.offset = (world_to_normalized[:3, :3] @ offset.detach().cpu().double() + world_to_normalized[:3, 3]).float().to(level.fixed.device)
         self.base = level.fixed_points @ self.matrix.T + self.offset
         self.regularizers = [(make_regularizer(name), weight) for name, weight in stage.regularization.items() if weight > 0]
+        self.fixed_affine: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def __call__(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(total loss, similarity term)`` for a displacement ``u (1, 3, D, H, W)``."""
+    def __call__(self, u: torch.Tensor, u_fixed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(total loss, similarity term)`` for a displacement ``u (1, 3, D, H, W)``.
+
+        With ``u_fixed`` (symmetric registration) the fixed image is also warped, by
+        ``x -> x + u_fixed(x)``, and the two images are compared in that middle space.
+        """
         normalized = self.base + torch.einsum("rc,ncdhw->ndhwr", self.matrix, u)
-        warped, weight = sample_moving(self.level, normalized, self.stage.use_masks)
-        similarity = self.metric(self.level.fixed, warped, weight, self.level.spacing)
+        # with u_fixed the fixed mask moves with the fixed image (applied in _warp_fixed)
+        warped, weight = sample_moving(self.level, normalized, self.stage.use_masks, fixed_mask=u_fixed is None)
+        fixed = self.level.fixed
+        if u_fixed is not None:
+            fixed, weight = self._warp_fixed(u_fixed, weight)
+        similarity = self.metric(fixed, warped, weight, self.level.spacing)
         total = similarity
         for regularizer, weight_value in self.regularizers:
             total = total + weight_value * regularizer(u, self.level.spacing, self.level.fixed_grid.direction)
         return total, similarity
+
+    def _warp_fixed(self, u_fixed: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed level image (and mask) sampled at ``x + u_fixed(x)``; the weight outside is 0."""
+        if self.fixed_affine is None:
+            to_normalized = torch.as_tensor(self.level.fixed_grid.world_to_normalized(), dtype=torch.float32,
+                                            device=u_fixed.device)
+            self.fixed_affine = (to_normalized[:3, :3], self.level.fixed_points @ to_normalized[:3, :3].T + to_normalized[:3, 3])
+        matrix, base = self.fixed_affine
+        normalized = base + torch.einsum("rc,ncdhw->ndhwr", matrix, u_fixed)
+        fixed = F.grid_sample(self.level.fixed, normalized, mode="bilinear", padding_mode="border", align_corners=True)
+        with torch.no_grad():
+            weight = weight * (normalized.abs().amax(dim=-1) <= 1.0 + 1e-6).unsqueeze(1).to(weight.dtype)
+            if self.stage.use_masks and self.level.fixed_mask is not None:
+                weight = weight * F.grid_sample(self.level.fixed_mask, normalized, mode="bilinear", padding_mode="zeros",
+                                                align_corners=True)
+        return fixed, weight
 
 
 def run_deformable_stage(stage: StageConfig, pyramid: Pyramid, domain: Grid, matrix: torch.Tensor,
@@ -95,14 +123,21 @@ def run_deformable_stage(stage: StageConfig, pyramid: Pyramid, domain: Grid, mat
     dense fields live on the (possibly cropped) pyramid levels.
     """
     model: DeformableModel | None = None
+    halves: tuple[torch.Tensor, torch.Tensor] | None = None  # symmetric: exp(+-v/2), carried between levels
     for index, level_config in enumerate(stage.levels):
         level = pyramid.level(level_config.shrink, level_config.smoothing)
+        previous = model
         model = model_for_level(stage, model, domain, level, index)
+        if halves is not None:
+            with torch.no_grad():
+                halves = tuple(resample_field(h, previous.grid, model.grid) for h in halves)
         lr = level_config.learning_rate if level_config.learning_rate is not None else stage.learning_rate
         if level_config.iterations == 0:
             continue
         loss = DeformableLoss(stage, level, matrix, offset)
-        if stage.optimizer == "gaussian":
+        if stage.optimizer == "gaussian" and stage.update == "symmetric":
+            halves = _run_gaussian_symmetric(stage, model, level, loss, index, level_config.iterations, lr, report, halves)
+        elif stage.optimizer == "gaussian":
             _run_gaussian(stage, model, level, loss, index, level_config.iterations, lr, report)
         else:
             _run_gradient(stage, model, level, loss, index, level_config.iterations, lr, report)
@@ -176,18 +211,13 @@ def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, 
     parameter = model.field
     step_mm = lr * min(level.spacing)
     convergence = Convergence(stage.tolerance, stage.window)
-    # Sigmas are in voxels of the level grid; a field on a coarser grid (field_shrink) is
-    # smoothed by the same physical amount.
     coarse = model.grid is not level.fixed_grid
-    factor = float(np.min(np.array(model.grid.spacing) / np.array(level.fixed_grid.spacing)))
-    settings = stage.levels[index]
-    sigma_gradient = settings.gradient_smoothing if settings.gradient_smoothing is not None else stage.gradient_smoothing
-    sigma_field = (settings.field_smoothing if settings.field_smoothing is not None else stage.field_smoothing) / factor
+    sigma_gradient, sigma_field, factor = _smoothing_sigmas(stage, index, model, level)
     log_domain = isinstance(model, VelocityField)
     compositive = stage.update == "compositive" and not coarse
     exact_every = max(1, int(stage.exact_every)) if log_domain else 1
     current: torch.Tensor | None = None  # exp(v) on the model's grid, kept up to date between exact integrations
-    large = level.fixed_grid.shape_zyx[0] * level.fixed_grid.shape_zyx[1] * level.fixed_grid.shape_zyx[2] > LARGE_LEVEL_VOXELS
+    large = _is_large(level)
     smooth_gradient = gaussian_blur_fast if large else gaussian_blur
     bracket = lie_bracket_coarse if large else lie_bracket
     for iteration in range(iterations):
@@ -233,3 +263,77 @@ def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, 
                 current = model.advanced(current, parameter - before)
         if convergence.update(float(total.detach())):
             break
+
+
+def _smoothing_sigmas(stage: StageConfig, index: int, model: DenseField, level: LevelImages) -> tuple[float, float, float]:
+    """``(gradient sigma, field sigma, factor)`` of the gaussian optimizer at level ``index``.
+
+    Sigmas are in voxels of the level grid; a field on a grid ``factor`` times coarser
+    (``field_shrink``) gets its sigma in its own voxels, i.e. the same physical amount.
+    """
+    settings = stage.levels[index]
+    factor = float(np.min(np.array(model.grid.spacing) / np.array(level.fixed_grid.spacing)))
+    sigma_gradient = settings.gradient_smoothing if settings.gradient_smoothing is not None else stage.gradient_smoothing
+    sigma_field = settings.field_smoothing if settings.field_smoothing is not None else stage.field_smoothing
+    return sigma_gradient, sigma_field / factor, factor
+
+
+def _is_large(level: LevelImages) -> bool:
+    """More than :data:`LARGE_LEVEL_VOXELS` fixed voxels: smooth the gradient through a coarser volume."""
+    depth, height, width = level.fixed_grid.shape_zyx
+    return depth * height * width > LARGE_LEVEL_VOXELS
+
+
+def _run_gaussian_symmetric(stage, model: VelocityField, level, loss: DeformableLoss, index, iterations, lr, report,
+                            halves: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric log-domain updates: both images move halfway, ``F o exp(-v/2)`` vs ``M o exp(v/2)``.
+
+    The similarity is measured in the middle space, so neither image is the reference of the
+    smoothing and the gradient sees both images' edges. A step ``d`` on ``v`` changes the two
+    half maps by about ``+d/2`` and ``-d/2``, so the direction is the difference of their
+    gradients. The half maps are kept up to date by one composition per iteration, integrated
+    exactly every ``exact_every`` iterations (not at the start of a level when ``halves`` come
+    from the coarser one) and returned for the next level; the additive update of ``v`` is exact
+    to second order for this symmetric sandwich (the first Baker-Campbell-Hausdorff brackets
+    cancel).
+    """
+    parameter = model.field
+    step_mm = lr * min(level.spacing)
+    convergence = Convergence(stage.tolerance, stage.window)
+    coarse = model.grid is not level.fixed_grid
+    sigma_gradient, sigma_field, _ = _smoothing_sigmas(stage, index, model, level)
+    exact_every = max(1, int(stage.exact_every))
+    smooth_gradient = gaussian_blur_fast if _is_large(level) else gaussian_blur
+    forward, backward = halves if halves is not None else (None, None)  # exp(v/2), exp(-v/2) on the model's grid
+    for iteration in range(iterations):
+        with torch.no_grad():
+            if forward is None or (iteration > 0 and iteration % exact_every == 0):
+                half = model.steps - 1
+                forward, backward = model.exponential(0.5 * parameter, half), model.exponential(-0.5 * parameter, half)
+            u_moving = forward if not coarse else resample_field(forward, model.grid, level.fixed_grid)
+            u_fixed = backward if not coarse else resample_field(backward, model.grid, level.fixed_grid)
+        # leaves sharing the halves' storage (nothing writes into them)
+        u_moving = u_moving.detach().requires_grad_(True)
+        u_fixed = u_fixed.detach().requires_grad_(True)
+        total, similarity = loss(u_moving, u_fixed)
+        grad_moving, grad_fixed = torch.autograd.grad(total, (u_moving, u_fixed))
+        report(index, iteration + 1, iterations, float(similarity.detach()))
+        with torch.no_grad():
+            gradient = grad_moving.sub_(grad_fixed)
+            if sigma_gradient > 0:
+                gradient = smooth_gradient(gradient, sigma_gradient)
+            if coarse:
+                gradient = resample_field(gradient, level.fixed_grid, model.grid)
+            before = parameter.detach().clone()
+            largest = gradient.square().sum(dim=1).max().sqrt()
+            if float(largest) > 0:
+                parameter.sub_(gradient * (step_mm / largest))
+            if sigma_field > 0:
+                parameter.copy_(gaussian_blur(parameter, sigma_field))
+            change = 0.5 * (parameter - before)
+            # exp(v/2 + c) ~ exp(v/2) o (id + c) and exp(-v/2 - c) ~ exp(-v/2) o (id - c)
+            forward = model.advanced(forward, change)
+            backward = model.advanced(backward, -change)
+        if convergence.update(float(total.detach())):
+            break
+    return forward, backward

@@ -126,18 +126,20 @@ class VelocityField(DenseField):
     def _options(self) -> dict:
         return {"steps": self.steps}
 
-    def exponential(self, velocity: torch.Tensor) -> torch.Tensor:
+    def exponential(self, velocity: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Scaling and squaring: ``exp(v)`` as a world displacement on this grid.
 
-        The squaring runs in ``grid_sample`` units (normalized offsets), which are linear in
-        world displacements, so only the first and last steps convert units.
+        ``steps`` squarings (default: the field's own); half a velocity needs one fewer for the
+        same accuracy. The squaring runs in ``grid_sample`` units (normalized offsets), which
+        are linear in world displacements, so only the first and last steps convert units.
         """
+        steps = self.steps if steps is None else max(0, int(steps))
         if self._base is None or self._base.device != velocity.device or self._base.dtype != velocity.dtype:
             self._base = identity_normalized(self.grid, velocity.device, velocity.dtype)
         to_normalized = _vector_to_normalized(self.grid, velocity.device, velocity.dtype)
         to_world = torch.linalg.inv(to_normalized)
-        displacement = torch.einsum("rc,ncdhw->nrdhw", to_normalized / (2 ** self.steps), velocity)
-        for _ in range(self.steps):
+        displacement = torch.einsum("rc,ncdhw->nrdhw", to_normalized / (2 ** steps), velocity)
+        for _ in range(steps):
             grid = self._base + displacement.permute(0, 2, 3, 4, 1)
             displacement = displacement + sample_field(displacement, grid)
         return torch.einsum("rc,ncdhw->nrdhw", to_world, displacement)
