@@ -81,6 +81,12 @@ class Convergence:
         return before - now < self.tolerance * max(abs(before), 1e-12)
 
 
+def inside(normalized: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:
+    """``(N, 1, D, H, W)`` booleans: which ``grid_sample`` points ``(N, D, H, W, 3)`` lie in the image."""
+    limit = 1.0 + tolerance
+    return ((normalized >= -limit) & (normalized <= limit)).all(dim=-1).unsqueeze(1)
+
+
 def sample_moving(level: LevelImages, normalized: torch.Tensor, use_masks: bool = True,
                   fixed_mask: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Warped moving image and voxel weights (fixed mask x moving mask x overlap).
@@ -89,7 +95,7 @@ def sample_moving(level: LevelImages, normalized: torch.Tensor, use_masks: bool 
     """
     warped = F.grid_sample(level.moving, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
     with torch.no_grad():
-        weight = (normalized.abs().amax(dim=-1) <= 1.0 + 1e-6).unsqueeze(1).to(warped.dtype)
+        weight = inside(normalized).to(warped.dtype)
         if use_masks and fixed_mask and level.fixed_mask is not None:
             weight = weight * level.fixed_mask
         if use_masks and level.moving_mask is not None:

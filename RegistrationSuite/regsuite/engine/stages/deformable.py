@@ -29,7 +29,7 @@ from ..pyramid import LevelImages, Pyramid
 from ..regularizers import central_difference, index_to_world, make_regularizer
 from ..transforms.bspline import BSplineField
 from ..transforms.dense import DenseField, VelocityField, compose_on_grid, resample_field
-from .common import Convergence, Reporter, sample_moving
+from .common import Convergence, Reporter, inside, sample_moving
 
 DeformableModel = BSplineField | DenseField
 
@@ -108,7 +108,7 @@ class DeformableLoss:
         normalized = base + torch.einsum("rc,ncdhw->ndhwr", matrix, u_fixed)
         fixed = F.grid_sample(self.level.fixed, normalized, mode="bilinear", padding_mode="border", align_corners=True)
         with torch.no_grad():
-            weight = weight * (normalized.abs().amax(dim=-1) <= 1.0 + 1e-6).unsqueeze(1).to(weight.dtype)
+            weight = weight * inside(normalized).to(weight.dtype)
             if self.stage.use_masks and self.level.fixed_mask is not None:
                 weight = weight * F.grid_sample(self.level.fixed_mask, normalized, mode="bilinear", padding_mode="zeros",
                                                 align_corners=True)
