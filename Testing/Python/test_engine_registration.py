@@ -387,3 +387,7 @@ def test_preset_rejects_symmetric_updates_outside_gaussian_velocity_stages():
     with pytest.raises(PresetError, match="unknown update 'sideways'"):
         load_preset({"stages": [{"model": "svf", "optimizer": "gaussian", "update": "sideways"}]})
     assert load_preset({"stages": [{"model": "svf", "optimizer": "gaussian", "update": "symmetric"}]}).stages[0].update == "symmetric"
+    with pytest.raises(PresetError, match=r"levels\[0\]\.exact_every must be >= 1"):
+        load_preset({"stages": [{"model": "svf", "levels": [{"shrink": 1, "iterations": 5, "exact_every": 0}]}]})
+    level = load_preset({"stages": [{"model": "svf", "levels": [{"shrink": 1, "iterations": 5, "exact_every": 3}]}]})
+    assert level.stages[0].levels[0].exact_every == 3

@@ -50,6 +50,9 @@ class LevelConfig:
     #: gaussian optimizer: this level's sigmas (voxels), overriding the stage's
     gradient_smoothing: float | None = None
     field_smoothing: float | None = None
+    #: svf with the gaussian optimizer: this level's exact_every, overriding the stage's
+    #: (exact integration is cheap on coarse levels and costly at full resolution)
+    exact_every: int | None = None
 
 
 @dataclass
@@ -143,6 +146,8 @@ def _level(data: Any, where: str) -> LevelConfig:
     for key in ("gradient_smoothing", "field_smoothing"):
         if getattr(level, key) is not None:
             setattr(level, key, _number(getattr(level, key), f"{where}.{key}", 0.0))
+    if level.exact_every is not None:
+        level.exact_every = _number(level.exact_every, f"{where}.exact_every", 1, integer=True)
     return level
 
 

@@ -136,7 +136,9 @@ def run_deformable_stage(stage: StageConfig, pyramid: Pyramid, domain: Grid, mat
             continue
         loss = DeformableLoss(stage, level, matrix, offset)
         if stage.optimizer == "gaussian" and stage.update == "symmetric":
-            halves = _run_gaussian_symmetric(stage, model, level, loss, index, level_config.iterations, lr, report, halves)
+            last = index == len(stage.levels) - 1
+            halves = _run_gaussian_symmetric(stage, model, level, loss, index, level_config.iterations, lr, report, halves,
+                                             keep_halves=not last)
         elif stage.optimizer == "gaussian":
             _run_gaussian(stage, model, level, loss, index, level_config.iterations, lr, report)
         else:
@@ -215,7 +217,7 @@ def _run_gaussian(stage, model: DenseField, level, loss: DeformableLoss, index, 
     sigma_gradient, sigma_field, factor = _smoothing_sigmas(stage, index, model, level)
     log_domain = isinstance(model, VelocityField)
     compositive = stage.update == "compositive" and not coarse
-    exact_every = max(1, int(stage.exact_every)) if log_domain else 1
+    exact_every = _exact_every(stage, index) if log_domain else 1
     current: torch.Tensor | None = None  # exp(v) on the model's grid, kept up to date between exact integrations
     large = _is_large(level)
     smooth_gradient = gaussian_blur_fast if large else gaussian_blur
@@ -278,6 +280,12 @@ def _smoothing_sigmas(stage: StageConfig, index: int, model: DenseField, level: 
     return sigma_gradient, sigma_field / factor, factor
 
 
+def _exact_every(stage: StageConfig, index: int) -> int:
+    """Iterations between exact integrations of exp(v) at level ``index`` (level value, else the stage's)."""
+    value = stage.levels[index].exact_every
+    return max(1, int(value if value is not None else stage.exact_every))
+
+
 def _is_large(level: LevelImages) -> bool:
     """More than :data:`LARGE_LEVEL_VOXELS` fixed voxels: smooth the gradient through a coarser volume."""
     depth, height, width = level.fixed_grid.shape_zyx
@@ -285,7 +293,8 @@ def _is_large(level: LevelImages) -> bool:
 
 
 def _run_gaussian_symmetric(stage, model: VelocityField, level, loss: DeformableLoss, index, iterations, lr, report,
-                            halves: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                            halves: tuple[torch.Tensor, torch.Tensor] | None = None,
+                            keep_halves: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Symmetric log-domain updates: both images move halfway, ``F o exp(-v/2)`` vs ``M o exp(v/2)``.
 
     The similarity is measured in the middle space, so neither image is the reference of the
@@ -293,16 +302,17 @@ def _run_gaussian_symmetric(stage, model: VelocityField, level, loss: Deformable
     half maps by about ``+d/2`` and ``-d/2``, so the direction is the difference of their
     gradients. The half maps are kept up to date by one composition per iteration, integrated
     exactly every ``exact_every`` iterations (not at the start of a level when ``halves`` come
-    from the coarser one) and returned for the next level; the additive update of ``v`` is exact
-    to second order for this symmetric sandwich (the first Baker-Campbell-Hausdorff brackets
-    cancel).
+    from the coarser one) and returned for the next level (``keep_halves``); an update nothing
+    would read (before an exact integration, after the last level) is skipped. The additive
+    update of ``v`` is exact to second order for this symmetric sandwich (the first
+    Baker-Campbell-Hausdorff brackets cancel).
     """
     parameter = model.field
     step_mm = lr * min(level.spacing)
     convergence = Convergence(stage.tolerance, stage.window)
     coarse = model.grid is not level.fixed_grid
     sigma_gradient, sigma_field, _ = _smoothing_sigmas(stage, index, model, level)
-    exact_every = max(1, int(stage.exact_every))
+    exact_every = _exact_every(stage, index)
     smooth_gradient = gaussian_blur_fast if _is_large(level) else gaussian_blur
     forward, backward = halves if halves is not None else (None, None)  # exp(v/2), exp(-v/2) on the model's grid
     for iteration in range(iterations):
@@ -330,10 +340,15 @@ def _run_gaussian_symmetric(stage, model: VelocityField, level, loss: Deformable
                 parameter.sub_(gradient * (step_mm / largest))
             if sigma_field > 0:
                 parameter.copy_(gaussian_blur(parameter, sigma_field))
-            change = 0.5 * (parameter - before)
-            # exp(v/2 + c) ~ exp(v/2) o (id + c) and exp(-v/2 - c) ~ exp(-v/2) o (id - c)
-            forward = model.advanced(forward, change)
-            backward = model.advanced(backward, -change)
-        if convergence.update(float(total.detach())):
+            stop = convergence.update(float(total.detach()))
+            ends = stop or iteration == iterations - 1
+            # the halves are needed next iteration unless it integrates them exactly anyway, and
+            # after the level only for the next one
+            if keep_halves if ends else (iteration + 1) % exact_every != 0:
+                change = 0.5 * (parameter - before)
+                # exp(v/2 + c) ~ exp(v/2) o (id + c) and exp(-v/2 - c) ~ exp(-v/2) o (id - c)
+                forward = model.advanced(forward, change)
+                backward = model.advanced(backward, -change)
+        if stop:
             break
-    return forward, backward
+    return (forward, backward) if keep_halves else None
