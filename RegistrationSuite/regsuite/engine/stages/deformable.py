@@ -317,7 +317,7 @@ def _run_gaussian_symmetric(stage, model: VelocityField, level, loss: Deformable
     forward, backward = halves if halves is not None else (None, None)  # exp(v/2), exp(-v/2) on the model's grid
     for iteration in range(iterations):
         with torch.no_grad():
-            if forward is None or (iteration > 0 and iteration % exact_every == 0):
+            if forward is None or (iteration % exact_every == 0 and (iteration > 0 or exact_every == 1)):
                 half = model.steps - 1
                 forward, backward = model.exponential(0.5 * parameter, half), model.exponential(-0.5 * parameter, half)
             u_moving = forward if not coarse else resample_field(forward, model.grid, level.fixed_grid)
