@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -219,3 +220,19 @@ def test_lung_landmarks_before_registration_are_about_35_mm():
     moving_points = metrics.read_points(case.extra["moving_points"])
     errors = metrics.landmark_errors(sitk.Transform(3, sitk.sitkIdentity), fixed_points, moving_points)
     assert len(errors) == 51 and 25.0 < errors.mean() < 45.0
+
+
+def test_brain_variants_are_valid_presets_that_change_only_the_deformable_stage():
+    """Every ablation row of benchmarks/brain_variants.py loads as a preset and differs from the
+    shipped brain-mri only in its last stage."""
+    from benchmarks import brain_variants
+    from regsuite.engine.config import PRESET_DIR, load_preset
+
+    shipped = json.loads((PRESET_DIR / "brain-mri.json").read_text())
+    assert brain_variants.ABLATION["brain-mri (shipped)"] == {}
+    for name, changes in brain_variants.ABLATION.items():
+        variant = brain_variants.apply_variant(shipped, changes)
+        load_preset(variant)  # raises PresetError on a bad key or value
+        assert variant["stages"][:-1] == shipped["stages"][:-1], name
+        assert all(variant["stages"][-1][key] == value for key, value in changes.items()), name
+    assert shipped == json.loads((PRESET_DIR / "brain-mri.json").read_text())  # the preset itself untouched

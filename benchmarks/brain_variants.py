@@ -1,0 +1,100 @@
+"""Variants of the ``brain-mri`` preset on OASIS-TRT-20 pairs: the numbers behind its choices.
+
+Each variant is the shipped preset with some keys of its deformable (last) stage replaced; the
+engine runs in this process (no CLI start-up, so times are shorter than the benchmark's and only
+comparable within one run), and every result is scored like the benchmark's brain suite (mean
+Dice over the labels, SD of log|J| and % J <= 0 inside the fixed brain).
+
+Run from the repository root::
+
+    python benchmarks/brain_variants.py --pairs 1-2,3-4,5-6 [--data ../shared/data] [--threads 2]
+    python benchmarks/brain_variants.py --variant '{"update": "compositive", "field_smoothing": 0.707}'
+
+Without ``--variant`` it runs the ablation below: each row undoes one choice of the preset.
+
+Example:
+    >>> apply_variant({"stages": [{"model": "affine"}, {"model": "svf", "levels": []}]},
+    ...               {"update": "symmetric"})["stages"][1]["update"]
+    'symmetric'
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+for entry in (REPO, REPO / "RegistrationSuite"):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
+
+from benchmarks import metrics  # noqa: E402
+from regsuite.engine.config import PRESET_DIR  # noqa: E402
+from regsuite.engine.registration import register  # noqa: E402
+
+#: name -> replacements in the deformable stage (``levels`` replaces the whole list)
+ABLATION: dict[str, dict[str, Any]] = {
+    "brain-mri (shipped)": {},
+    "plain (not squared) local NCC": {"metric_options": {"radius": 2}},
+    "one-sided compositive updates": {"update": "compositive"},
+    "one-sided, plain NCC, field sigma 0.707 (previous preset)": {
+        "update": "compositive", "metric_options": {"radius": 2}, "field_smoothing": 0.707, "exact_every": 6,
+        "levels": [{"shrink": 4, "smoothing": 2, "iterations": 60}, {"shrink": 2, "smoothing": 1, "iterations": 40},
+                   {"shrink": 1, "smoothing": 0, "iterations": 10}]},
+}
+
+
+def apply_variant(preset: dict, changes: dict[str, Any]) -> dict:
+    """A copy of ``preset`` whose last stage has ``changes`` applied."""
+    variant = copy.deepcopy(preset)
+    variant["stages"][-1].update(copy.deepcopy(changes))
+    return variant
+
+
+def score(preset: dict, root: Path, pair: tuple[int, int], threads: int) -> dict[str, float]:
+    """Register moving subject ``pair[1]`` to fixed ``pair[0]`` and score it."""
+    fixed_dir, moving_dir = (root / f"OASIS-TRT-20-{i}" for i in pair)
+    fixed = sitk.ReadImage(str(fixed_dir / "t1weighted_brain.nii.gz"), sitk.sitkFloat32)
+    moving = sitk.ReadImage(str(moving_dir / "t1weighted_brain.nii.gz"), sitk.sitkFloat32)
+    start = time.perf_counter()
+    result = register(fixed, moving, preset, threads=threads)
+    seconds = time.perf_counter() - start
+    labels = [sitk.ReadImage(str(d / "labels.DKT31.manual+aseg.nii.gz")) for d in (fixed_dir, moving_dir)]
+    dice, _ = metrics.mean_dice(labels[0], labels[1], result.transform)
+    jacobian = metrics.jacobian_stats(result.transform, fixed, sitk.GetArrayViewFromImage(fixed) > 0)
+    return {"dice": dice, "sd_log_jac": jacobian["sd_log_jac"], "folding_percent": jacobian["folding_percent"],
+            "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", default="1-2,3-4,5-6", help="fixed-moving subject pairs, comma-separated")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", help="JSON object of deformable-stage keys to replace (instead of the ablation)")
+    args = parser.parse_args()
+    root = Path(args.data) / "oasis_trt20"
+    pairs = [tuple(int(s) for s in item.split("-")) for item in args.pairs.split(",")]
+    preset = json.loads((PRESET_DIR / "brain-mri.json").read_text())
+    variants = {"variant": json.loads(args.variant)} if args.variant else ABLATION
+    columns = " | ".join(f"{i}<-{j} Dice / SD log\\|J\\|" for i, j in pairs)
+    print(f"| variant | {columns} | mean Dice | mean SD log\\|J\\| | max J<=0 % | mean s |")
+    print("|---|" + "---|" * (len(pairs) + 4))
+    for name, changes in variants.items():
+        rows = [score(apply_variant(preset, changes), root, pair, args.threads) for pair in pairs]
+        cells = " | ".join(f"{r['dice']:.4f} / {r['sd_log_jac']:.3f}" for r in rows)
+        mean = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+        print(f"| {name} | {cells} | {mean['dice']:.4f} | {mean['sd_log_jac']:.3f} | "
+              f"{max(r['folding_percent'] for r in rows):.3f} | {mean['seconds']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
