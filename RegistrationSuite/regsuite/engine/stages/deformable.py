@@ -197,8 +197,8 @@ def lie_bracket(a: torch.Tensor, b: torch.Tensor, grid: Grid) -> torch.Tensor:
 
 
 #: Voxels above which the gaussian optimizer smooths the gradient and evaluates the Lie bracket
-#: through a 2x coarser volume (both smooth quantities; full resolution costs ~1 s per iteration
-#: on a 1 mm brain).
+#: through a 2x coarser volume (both are smooth quantities, and at full resolution they dominate
+#: an iteration on a 1 mm brain).
 LARGE_LEVEL_VOXELS = 2_000_000
 
 
