@@ -81,10 +81,17 @@ class Convergence:
         return before - now < self.tolerance * max(abs(before), 1e-12)
 
 
-def inside(normalized: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:
-    """``(N, 1, D, H, W)`` booleans: which ``grid_sample`` points ``(N, D, H, W, 3)`` lie in the image."""
-    limit = 1.0 + tolerance
-    return ((normalized >= -limit) & (normalized <= limit)).all(dim=-1).unsqueeze(1)
+def sample_image(image: torch.Tensor, normalized: torch.Tensor, mask: torch.Tensor | None = None,
+                 padding: str = "zeros") -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` at ``grid_sample`` points ``(N, D, H, W, 3)`` and each point's weight: 1 inside
+    the image (0 outside), times ``mask`` sampled at the same points."""
+    values = F.grid_sample(image, normalized, mode="bilinear", padding_mode=padding, align_corners=True)
+    with torch.no_grad():
+        limit = 1.0 + 1e-6
+        weight = ((normalized >= -limit) & (normalized <= limit)).all(dim=-1).unsqueeze(1).to(values.dtype)
+        if mask is not None:
+            weight = weight * F.grid_sample(mask, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return values, weight
 
 
 def sample_moving(level: LevelImages, normalized: torch.Tensor, use_masks: bool = True,
@@ -93,13 +100,9 @@ def sample_moving(level: LevelImages, normalized: torch.Tensor, use_masks: bool 
 
     ``fixed_mask=False`` leaves the fixed mask out (symmetric registration warps it itself).
     """
-    warped = F.grid_sample(level.moving, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
-    with torch.no_grad():
-        weight = inside(normalized).to(warped.dtype)
-        if use_masks and fixed_mask and level.fixed_mask is not None:
-            weight = weight * level.fixed_mask
-        if use_masks and level.moving_mask is not None:
-            weight = weight * F.grid_sample(level.moving_mask, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
+    warped, weight = sample_image(level.moving, normalized, level.moving_mask if use_masks else None)
+    if use_masks and fixed_mask and level.fixed_mask is not None:
+        weight = weight * level.fixed_mask
     if float(weight.sum()) < 1.0:
         raise RegistrationFailed("the images no longer overlap (no fixed voxel maps inside the moving image); "
                                  "check the initialization or lower the learning rate")

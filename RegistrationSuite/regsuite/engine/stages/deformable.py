@@ -18,7 +18,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import StageConfig
 from ..filters import double_to, gaussian_blur, gaussian_blur_fast, halve
@@ -29,7 +28,7 @@ from ..pyramid import LevelImages, Pyramid
 from ..regularizers import central_difference, index_to_world, make_regularizer
 from ..transforms.bspline import BSplineField
 from ..transforms.dense import DenseField, VelocityField, compose_on_grid, resample_field
-from .common import Convergence, Reporter, inside, sample_moving
+from .common import Convergence, Reporter, sample_image, sample_moving
 
 DeformableModel = BSplineField | DenseField
 
@@ -106,13 +105,9 @@ class DeformableLoss:
             self.fixed_affine = (to_normalized[:3, :3], self.level.fixed_points @ to_normalized[:3, :3].T + to_normalized[:3, 3])
         matrix, base = self.fixed_affine
         normalized = base + torch.einsum("rc,ncdhw->ndhwr", matrix, u_fixed)
-        fixed = F.grid_sample(self.level.fixed, normalized, mode="bilinear", padding_mode="border", align_corners=True)
-        with torch.no_grad():
-            weight = weight * inside(normalized).to(weight.dtype)
-            if self.stage.use_masks and self.level.fixed_mask is not None:
-                weight = weight * F.grid_sample(self.level.fixed_mask, normalized, mode="bilinear", padding_mode="zeros",
-                                                align_corners=True)
-        return fixed, weight
+        mask = self.level.fixed_mask if self.stage.use_masks else None
+        fixed, fixed_weight = sample_image(self.level.fixed, normalized, mask, padding="border")
+        return fixed, weight * fixed_weight
 
 
 def run_deformable_stage(stage: StageConfig, pyramid: Pyramid, domain: Grid, matrix: torch.Tensor,
