@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from regsuite.errors import InputError
+from regsuite.geometry import ras_to_lps
 from regsuite.mrml.volumes import mask_from_node, node_name, volume_to_sitk
 
 
@@ -82,8 +83,7 @@ def points_lps(node: Any, role: str, transform_node: Any = None) -> tuple[list[s
             node.GetNthControlPointPositionWorld(index, position)
         points[index] = position
         labels.append(node.GetNthControlPointLabel(index) or str(index + 1))
-    points[:, :2] *= -1.0  # RAS -> LPS
-    return labels, points
+    return labels, ras_to_lps(points)
 
 
 def segment_ids(node: Any, role: str) -> list[str]:

@@ -29,6 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..geometry import same_grid
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -159,13 +161,9 @@ class Grid:
         origin = np.array(self.origin) + self.direction @ offset
         return Grid(tuple(size), tuple(spacing), tuple(origin), self.direction)
 
-    def is_same(self, other: "Grid", tolerance: float = 1e-4) -> bool:
-        return (
-            self.size == other.size
-            and np.allclose(self.spacing, other.spacing, rtol=tolerance)
-            and np.allclose(self.origin, other.origin, atol=1e-3)
-            and np.allclose(self.direction, other.direction, atol=tolerance)
-        )
+    def is_same(self, other: "Grid") -> bool:
+        """True when ``other`` is this grid within :func:`regsuite.geometry.same_grid`'s tolerances."""
+        return same_grid(self, other)
 
 
 def to_tensor_matrix(matrix: np.ndarray, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:

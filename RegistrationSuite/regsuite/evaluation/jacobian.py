@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io.images import geometry_differences
+from ..geometry import geometry_differences
 from ..io.transforms import displacement_field, flatten_linear, is_linear
 
 

@@ -22,14 +22,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..geometry import geometry_differences
 from .atomic import atomic_output
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-#: Geometry tolerances used when two grids must coincide.
-SPACING_RTOL = 1e-4
-ORIGIN_ATOL_MM = 1e-3
-DIRECTION_ATOL = 1e-4
 
 _INTEGER_PIXELS = {
     sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
@@ -154,37 +150,6 @@ def read_label_image(path: PathLike | sitk.Image, role: str = "label map") -> si
     if values.size and (values.min() < np.iinfo(np.int32).min or values.max() > np.iinfo(np.int32).max):
         raise InputError(f"{role} {where} has labels outside the 32-bit integer range")
     return sitk.Cast(image, sitk.sitkInt32)
-
-
-def geometry_differences(image: sitk.Image, reference: sitk.Image) -> list[str]:
-    """Describe how the grid of ``image`` differs from ``reference`` (empty list: same grid).
-
-    Tolerances: spacing 1e-4 relative, origin 1e-3 mm, direction 1e-4.
-
-    Example:
-        >>> a = sitk.Image([4, 4, 4], sitk.sitkUInt8)
-        >>> geometry_differences(a, a)
-        []
-    """
-    differences: list[str] = []
-    if image.GetDimension() != reference.GetDimension():
-        return [f"dimension {image.GetDimension()} vs {reference.GetDimension()}"]
-    if tuple(image.GetSize()) != tuple(reference.GetSize()):
-        differences.append(f"size {tuple(image.GetSize())} vs {tuple(reference.GetSize())}")
-    spacing, ref_spacing = np.array(image.GetSpacing()), np.array(reference.GetSpacing())
-    if not np.allclose(spacing, ref_spacing, rtol=SPACING_RTOL, atol=0.0):
-        differences.append(f"spacing {_fmt(spacing)} vs {_fmt(ref_spacing)}")
-    origin, ref_origin = np.array(image.GetOrigin()), np.array(reference.GetOrigin())
-    if not np.allclose(origin, ref_origin, rtol=0.0, atol=ORIGIN_ATOL_MM):
-        differences.append(f"origin {_fmt(origin)} vs {_fmt(ref_origin)}")
-    direction, ref_direction = np.array(image.GetDirection()), np.array(reference.GetDirection())
-    if not np.allclose(direction, ref_direction, rtol=0.0, atol=DIRECTION_ATOL):
-        differences.append(f"direction {_fmt(direction)} vs {_fmt(ref_direction)}")
-    return differences
-
-
-def _fmt(values: np.ndarray) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 
 
 def read_mask(path_or_image: PathLike | sitk.Image, reference: sitk.Image,

@@ -33,12 +33,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..geometry import ras_to_lps
 from .atomic import atomic_output, split_suffix
 from .images import index_to_world
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
 
 def read_points(path: PathLike, reference: sitk.Image | None = None,
@@ -123,7 +122,7 @@ def _read_elastix(text: str, location: Path, reference: sitk.Image | None) -> np
 
 
 def _to_lps(points: np.ndarray, system: str) -> np.ndarray:
-    return points * _RAS_TO_LPS if system == "RAS" else points
+    return ras_to_lps(points) if system == "RAS" else points
 
 
 def _read_csv(text: str, location: Path, frame: str | None) -> np.ndarray:

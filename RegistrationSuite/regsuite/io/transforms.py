@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError, TransformFileError
+from ..geometry import same_grid
 from .atomic import atomic_output, split_suffix
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -217,7 +218,7 @@ def write_displacement_field(transform_or_field: sitk.Transform | sitk.Image,
             f"displacement field file '{path}' has extension '{suffix}'; use .nii.gz, .nrrd or .mha")
     if isinstance(transform_or_field, sitk.Image):
         field = _checked_field(transform_or_field, "image")
-        if reference is not None and not _same_grid(field, reference):
+        if reference is not None and not same_grid(field, reference):
             field = displacement_field(sitk.DisplacementFieldTransform(sitk.Image(field)), reference)
     else:
         if reference is None:
@@ -228,10 +229,3 @@ def write_displacement_field(transform_or_field: sitk.Transform | sitk.Image,
             sitk.WriteImage(field, tmp, useCompression=True)
         except RuntimeError as error:
             raise TransformFileError(f"displacement field cannot be written to '{path}' ({_short(str(error))})") from None
-
-
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (tuple(a.GetSize()) == tuple(b.GetSize())
-            and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-6)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-6)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-6))

@@ -23,7 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io.images import geometry_differences
+from ..geometry import geometry_differences
 from .volumes import node_name
 
 
@@ -157,7 +157,7 @@ def show_checkerboard(scene: Any, checkerboard: Any, link: bool = True) -> list[
     return show_fusion(scene, checkerboard, None, opacity=0.0, link=link)
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> None:
+def _require_same_grid(a: sitk.Image, b: sitk.Image) -> None:
     for name, image in (("first image", a), ("second image", b)):
         if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(f"{name} must be a 3D scalar image")
@@ -173,12 +173,12 @@ def checkerboard_image(a: sitk.Image, b: sitk.Image, squares: int = 8) -> sitk.I
     """
     if int(squares) < 1:
         raise InputError(f"checkerboard squares must be at least 1, got {squares}")
-    _same_grid(a, b)
+    _require_same_grid(a, b)
     pattern = [max(1, min(int(squares), size)) for size in a.GetSize()]
     return sitk.CheckerBoard(sitk.Cast(a, sitk.sitkFloat32), sitk.Cast(b, sitk.sitkFloat32), pattern)
 
 
 def difference_image(a: sitk.Image, b: sitk.Image) -> sitk.Image:
     """``a - b`` as ``float32`` on ``a``'s grid (``b`` must share it)."""
-    _same_grid(a, b)
+    _require_same_grid(a, b)
     return sitk.Subtract(sitk.Cast(a, sitk.sitkFloat32), sitk.Cast(b, sitk.sitkFloat32))

@@ -41,14 +41,11 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..io.transforms import displacement_field, flatten_linear
-from .volumes import LPS_FROM_RAS, _matrix_to_numpy, _slicer, node_name, numpy_to_vtk_matrix
+from ..geometry import LPS_FROM_RAS, lps_to_ras, lps_to_ras_matrix, ras_to_lps, ras_to_lps_matrix
+from .volumes import _matrix_to_numpy, _slicer, node_name, numpy_to_vtk_matrix
 
 __all__ = ["node_to_sitk_transform", "result_to_node", "set_registration_roles", "transform_points"]
 
-#: 4x4 homogeneous RAS <-> LPS conversion (its own inverse).
-_LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
-#: Flip of the x and y components of row vectors (LPS <-> RAS), for arrays of points or vectors.
-_FLIP = np.array([-1.0, -1.0, 1.0])
 #: Storage file suffixes that hold linear transforms only.
 _LINEAR_SUFFIXES = (".tfm", ".txt", ".mat")
 #: Points sampled per call to VTK when a non-linear node is turned into a displacement field.
@@ -127,7 +124,7 @@ def _vector_image_data(values_ras: np.ndarray, size: Sequence[int], spacing: Seq
     image = vtk.vtkImageData()
     image.SetDimensions(*[int(n) for n in size])
     image.SetSpacing(*[float(s) for s in spacing])
-    image.SetOrigin(*[float(v) for v in LPS_FROM_RAS @ np.asarray(origin_lps, dtype=float)])
+    image.SetOrigin(*[float(v) for v in lps_to_ras(origin_lps)])
     array = numpy_support.numpy_to_vtk(np.ascontiguousarray(values_ras.reshape(-1, 3), dtype=np.float64),
                                        deep=True, array_type=vtk.VTK_DOUBLE)
     array.SetNumberOfComponents(3)
@@ -169,7 +166,7 @@ def _bspline_to_vtk(bspline: sitk.Transform) -> Any:
     and the parameters are all x coefficients, then all y, then all z, x index fastest.
     """
     size, origin, spacing, direction = _bspline_grid(bspline)
-    coefficients = np.array(bspline.GetParameters(), dtype=float).reshape(3, -1).T * _FLIP
+    coefficients = lps_to_ras(np.array(bspline.GetParameters(), dtype=float).reshape(3, -1).T)
     transform = _slicer().vtkOrientedBSplineTransform()
     transform.SetBorderModeToZero()
     transform.SetGridDirectionMatrix(_direction_ras(direction.ravel()))
@@ -180,7 +177,7 @@ def _bspline_to_vtk(bspline: sitk.Transform) -> Any:
 def _grid_to_vtk(transform: sitk.Transform, reference: sitk.Image) -> Any:
     """``transform`` sampled on ``reference``'s grid as a ``vtkOrientedGridTransform`` (RAS)."""
     field = displacement_field(transform, reference)
-    values = sitk.GetArrayViewFromImage(field) * _FLIP
+    values = lps_to_ras(sitk.GetArrayViewFromImage(field))
     grid = _slicer().vtkOrientedGridTransform()
     grid.SetGridDirectionMatrix(_direction_ras(field.GetDirection()))
     grid.SetDisplacementGridData(_vector_image_data(values, field.GetSize(), field.GetSpacing(), field.GetOrigin()))
@@ -190,7 +187,7 @@ def _grid_to_vtk(transform: sitk.Transform, reference: sitk.Image) -> Any:
 
 def _linear_vtk(matrix_lps: np.ndarray) -> Any:
     transform = _vtk().vtkTransform()
-    transform.SetMatrix(numpy_to_vtk_matrix(_LPS4 @ matrix_lps @ _LPS4))
+    transform.SetMatrix(numpy_to_vtk_matrix(lps_to_ras_matrix(matrix_lps)))
     return transform
 
 
@@ -309,12 +306,12 @@ def _map_lps(transform: Any, points_lps: np.ndarray) -> np.ndarray:
 
     vtk = _vtk()
     source = vtk.vtkPoints()
-    source.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(points_lps * _FLIP), deep=True,
+    source.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(lps_to_ras(points_lps)), deep=True,
                                               array_type=vtk.VTK_DOUBLE))
     target = vtk.vtkPoints()
     target.SetDataTypeToDouble()
     transform.TransformPoints(source, target)
-    return numpy_support.vtk_to_numpy(target.GetData()).reshape(-1, 3) * _FLIP
+    return ras_to_lps(numpy_support.vtk_to_numpy(target.GetData()).reshape(-1, 3))
 
 
 def transform_points(node: Any, points_lps: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -355,7 +352,7 @@ def node_to_sitk_transform(node: Any, reference: sitk.Image | None = None) -> si
     if node.IsTransformToWorldLinear():
         matrix = _vtk().vtkMatrix4x4()
         node.GetMatrixTransformFromWorld(matrix)
-        affine = _LPS4 @ _matrix_to_numpy(matrix) @ _LPS4
+        affine = ras_to_lps_matrix(_matrix_to_numpy(matrix))
         return sitk.AffineTransform(affine[:3, :3].ravel().tolist(), affine[:3, 3].tolist())
     if reference is None:
         raise InputError(f"transform node {node_name(node)} is non-linear; give a reference image whose grid "

@@ -25,9 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-
-#: RAS <-> LPS conversion (its own inverse).
-LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
+from ..geometry import LPS_FROM_RAS, lps_to_ras, ras_to_lps, same_grid
 
 
 def _slicer() -> Any:
@@ -112,7 +110,7 @@ def volume_to_sitk(node: Any, role: str = "volume", world: bool = True) -> sitk.
         raise InputError(f"{role} {node_name(node)} has a zero voxel spacing")
     image = sitk.GetImageFromArray(voxels)
     image.SetSpacing(tuple(float(s) for s in spacing))
-    image.SetOrigin(tuple(float(v) for v in LPS_FROM_RAS @ matrix[:3, 3]))
+    image.SetOrigin(tuple(float(v) for v in ras_to_lps(matrix[:3, 3])))
     image.SetDirection(tuple(float(v) for v in (LPS_FROM_RAS @ (axes / spacing)).ravel()))
     return image
 
@@ -124,7 +122,7 @@ def set_volume_geometry(node: Any, image: sitk.Image) -> None:
     matrix[:3, :3] = LPS_FROM_RAS @ direction
     node.SetIJKToRASDirectionMatrix(numpy_to_vtk_matrix(matrix))
     node.SetSpacing(*image.GetSpacing())
-    node.SetOrigin(*(LPS_FROM_RAS @ np.array(image.GetOrigin())))
+    node.SetOrigin(*lps_to_ras(image.GetOrigin()))
 
 
 def sitk_to_volume(image: sitk.Image, scene: Any, name: str, node: Any = None,
@@ -209,16 +207,10 @@ def mask_from_node(node: Any, volume: Any, role: str = "mask",
             if own is not None and np.any(sitk.GetArrayViewFromImage(own) != 0):
                 raise InputError(f"{role} {node_name(node)} does not overlap volume {node_name(volume)}")
         raise InputError(f"{role} {node_name(node)} is empty (no non-zero voxel)")
-    if labels.GetSize() != reference.GetSize() or not _same_geometry(labels, reference):
+    if not same_grid(labels, reference):
         labels = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         if not np.any(sitk.GetArrayViewFromImage(labels) != 0):
             raise InputError(f"{role} {node_name(node)} does not overlap volume {node_name(volume)}")
     mask = sitk.GetImageFromArray((sitk.GetArrayViewFromImage(labels) != 0).astype(np.uint8))
     mask.CopyInformation(reference)
     return mask
-
-
-def _same_geometry(a: sitk.Image, b: sitk.Image) -> bool:
-    return (np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-4)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4))
