@@ -34,7 +34,6 @@ IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 FIELD_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 LINEAR_TRANSFORM_SUFFIXES = (".tfm", ".txt", ".mat")
 ANY_TRANSFORM_SUFFIXES = (".h5", ".hdf5")
-INVERTIBLE_MODELS = ("rigid", "affine", "affine-matrix", "svf")
 INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor,
                  "bspline": sitk.sitkBSpline}
 
@@ -166,7 +165,7 @@ def describe_config(preset: str) -> str:
 
 # ---------------------------------------------------------------------------- register
 def cmd_register(args: argparse.Namespace) -> int:
-    from ..engine.config import load_preset
+    from ..engine.config import INVERTIBLE_MODELS, load_preset
     from ..io.images import read_image, read_mask
     from ..io.transforms import is_linear, read_transform
 
@@ -193,10 +192,10 @@ def cmd_register(args: argparse.Namespace) -> int:
                 "the initial transform is non-linear"
             raise TransformFileError(f"{what} '{path}': {cause}, so the result must be saved as .h5")
     if args.output_inverse is not None:
-        missing = [s.model for s in config.stages if s.model not in INVERTIBLE_MODELS]
+        missing = [s.model for s in config.stages if not s.is_invertible]
         if missing:
             raise InputError(f"--output-inverse: preset '{name}' has a '{missing[0]}' stage, which has "
-                             "no inverse (rigid, affine and svf stages do)")
+                             f"no inverse ({', '.join(INVERTIBLE_MODELS)} stages do)")
 
     fixed = read_image(args.fixed, "fixed image")
     moving = read_image(args.moving, "moving image")

@@ -27,6 +27,9 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 LINEAR_MODELS = ("rigid", "affine", "affine-matrix")
 DEFORMABLE_MODELS = ("bspline", "displacement", "svf")
+#: models whose result has an inverse (``RegistrationResult.inverse``): linear maps, and a
+#: stationary velocity field ``exp(v)`` (inverse ``exp(-v)``); a B-spline or displacement field has none
+INVERTIBLE_MODELS = LINEAR_MODELS + ("svf",)
 MODEL_ALIASES = {"dense": "displacement", "diffeomorphic": "svf", "ffd": "bspline", "matrix": "affine-matrix"}
 OPTIMIZERS = ("adam", "lbfgs", "gaussian", "one-plus-one", "cma-es")
 INITIALIZATIONS = ("none", "geometry", "moments", "principal-axes")
@@ -85,6 +88,11 @@ class StageConfig:
     def is_linear(self) -> bool:
         return self.model in LINEAR_MODELS
 
+    @property
+    def is_invertible(self) -> bool:
+        """True when this stage's model has an inverse (:data:`INVERTIBLE_MODELS`)."""
+        return self.model in INVERTIBLE_MODELS
+
 
 @dataclass
 class RegistrationConfig:
@@ -100,6 +108,12 @@ class RegistrationConfig:
     def is_linear(self) -> bool:
         """True when every stage is rigid/affine (the result is one linear transform)."""
         return all(stage.is_linear for stage in self.stages)
+
+    @property
+    def is_invertible(self) -> bool:
+        """True when every stage has an inverse, so the result has one (unless a non-linear
+        initial transform was given)."""
+        return all(stage.is_invertible for stage in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -205,7 +205,7 @@ def register(
             parts.append(deformable.to_sitk())
         else:
             parts.append(deformable.to_sitk(fixed_grid))
-            if deformable.invertible and len(parts) == 2:
+            if recipe.is_invertible and len(parts) == 2:
                 field_model = deformable
 
                 def inverse() -> sitk.Transform:  # exp(-v), computed when first asked for
