@@ -61,7 +61,7 @@ def _module_name(path: Path) -> list[str]:
 def _imports(path: Path) -> list[tuple[str, bool]]:
     """``(absolute dotted name, lazy)`` for every import in ``path``; ``from X import a, b``
     gives ``X.a`` and ``X.b`` (a name may be a submodule)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     top = {id(node) for node in tree.body}
     package = _module_name(path) if path.name == "__init__.py" else _module_name(path)[:-1]
     found = []
@@ -136,7 +136,7 @@ def test_geometry_needs_only_numpy():
 
 
 def test_the_document_names_every_part():
-    table = [line for line in ARCHITECTURE.read_text().splitlines() if line.startswith("| ")]
+    table = [line for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
     text = "\n".join(table)
     for part in set(RULES) - {SLICER}:
         where = f"regsuite/{part}.py" if (PACKAGE / f"{part}.py").is_file() else f"regsuite/{part}/"
