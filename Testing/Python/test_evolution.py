@@ -181,8 +181,8 @@ def test_final_step_and_covariance_describe_the_search() -> None:
 def test_cma_es_continues_from_a_learned_covariance() -> None:
     # A rotated quadratic with condition 1e4. A first search stops (tol 1e-3) having learned C.
     # Continuing from its point and step with its covariance keeps converging (40 generations
-    # cut f by ~3000x here); restarting with C = I and the same largest step samples the stiff
-    # directions 100x too wide and finds nothing better in those 40 generations.
+    # cut f by ~2400x here); restarting with C = I and the same largest step samples the
+    # stiffest direction ~80x too wide and finds nothing better in those 40 generations.
     n = 6
     q, _ = np.linalg.qr(np.random.default_rng(5).standard_normal((n, n)))
     hessian = q @ np.diag(np.logspace(0.0, 4.0, n)) @ q.T
