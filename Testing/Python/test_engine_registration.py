@@ -73,12 +73,28 @@ def test_affine_recovered_with_lbfgs():
     assert _max_error(result.transform, true_map, fixed) < 0.8
 
 
-def test_evolutionary_optimizer_recovers_a_large_translation():
+@pytest.mark.parametrize("seed,perturbation", [(0, 0.0), (1, 1e-6)])
+def test_evolutionary_optimizer_recovers_a_large_translation(seed, perturbation):
+    # An 18 mm shift, no initialization. The second case changes both the sample stream and
+    # the last bits of the moving image (relative 1e-6, a few float32 ulps; the metric then
+    # differs in its last bits, as it does between CPUs): the answer must not hinge on either.
     shift = np.array([14.0, -10.0, 6.0])
     fixed, moving = _pair(lambda p: p - shift)
-    stage = {"model": "rigid", "metric": "ncc", "optimizer": "cma-es", "learning_rate": 8.0, "levels": [[4, 1, 60], [2, 0, 40]]}
-    result = register(fixed, moving, _fast(stage, initialization="none"), threads=2)
-    assert _max_error(result.transform, lambda p: p + shift, fixed) < 1.5
+    if perturbation:
+        values = sitk.GetArrayFromImage(moving)
+        noise = np.random.default_rng(7).uniform(-1.0, 1.0, values.shape)
+        perturbed = sitk.GetImageFromArray((values * (1.0 + perturbation * noise)).astype(np.float32))
+        perturbed.CopyInformation(moving)
+        moving = perturbed
+    stage = {"model": "rigid", "metric": "ncc", "optimizer": "cma-es", "learning_rate": 8.0,
+             "levels": [[4, 1, 60], [2, 0, 40], [1, 0, 40]]}
+    # One thread: ~1300 evaluations on at most 32k voxels, where thread hand-offs would dominate.
+    result = register(fixed, moving, _fast(stage, initialization="none"), threads=1, seed=seed)
+    # Image-limited: the NCC optimum on the 2.2-2.6 mm fixed grid itself lies about 0.05 mm
+    # from the truth at these points (150 generations at full resolution, 3 seeds: 0.043-0.055
+    # mm); these budgets reached 0.015-0.060 mm over 16 seeds and perturbed inputs. 0.1 mm is
+    # 1/22 of a voxel. (Before each level restarted at the full 8 mm step: 0.4-2.8 mm by seed.)
+    assert _max_error(result.transform, lambda p: p + shift, fixed) < 0.1
 
 
 def _smooth_warp(p):

@@ -49,6 +49,10 @@ class EvolutionResult:
         evaluations: number of objective evaluations, the initial one included.
         converged: True when the step size fell below ``tol`` (not when the budget ran out).
         history: best value so far after each iteration (``len(history) == iterations``).
+        step: final largest standard deviation of the search distribution (normalized units),
+            the quantity that ``tol`` is compared with.
+        covariance: CMA-ES only: final shape of the search distribution (normalized units,
+            largest eigenvalue 1); pass it as ``covariance`` to continue a search. None for ES.
     """
 
     x: np.ndarray
@@ -57,6 +61,8 @@ class EvolutionResult:
     evaluations: int
     converged: bool
     history: list[float] = field(default_factory=list)
+    step: float = math.nan
+    covariance: np.ndarray | None = None
 
 
 def _check_inputs(x0: np.ndarray, scales: np.ndarray, sigma0: float,
@@ -171,7 +177,24 @@ def one_plus_one_es(
         converged = np.linalg.norm(mutation) / math.sqrt(n) < tol
 
     return EvolutionResult(x=x0 + scales * y_best, value=f_best, iterations=iteration,
-                           evaluations=evaluations, converged=bool(converged), history=history)
+                           evaluations=evaluations, converged=bool(converged), history=history,
+                           step=float(np.linalg.norm(mutation) / math.sqrt(n)))
+
+
+def _initial_shape(covariance: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(C, B, D)`` for an initial shape (identity when None) scaled to largest eigenvalue 1:
+    ``B`` holds the eigenvectors of ``C`` (columns), ``D`` the square roots of its eigenvalues."""
+    if covariance is None:
+        return np.eye(n), np.eye(n), np.ones(n)
+    cov = np.array(covariance, dtype=np.float64, copy=True)
+    if (cov.shape != (n, n) or not np.all(np.isfinite(cov))
+            or not np.allclose(cov, cov.T, rtol=0.0, atol=1e-9 * float(np.abs(cov).max()))):
+        raise InputError(f"covariance must be a finite symmetric {n}x{n} matrix")
+    eigenvalues, basis = np.linalg.eigh(0.5 * (cov + cov.T))
+    if eigenvalues.min() <= 1e-14 * eigenvalues.max():
+        raise InputError("covariance must be positive definite (and not degenerate)")
+    eigenvalues = eigenvalues / eigenvalues.max()
+    return (basis * eigenvalues) @ basis.T, basis, np.sqrt(eigenvalues)
 
 
 def cma_es(
@@ -181,6 +204,7 @@ def cma_es(
     *,
     sigma0: float = 1.0,
     population: int | None = None,
+    covariance: np.ndarray | None = None,
     max_iterations: int = 100,
     tol: float = 1e-6,
     seed: int = 0,
@@ -195,6 +219,9 @@ def cma_es(
     step-size adaptation (path ``p_sigma``). Everything runs in normalized coordinates
     ``x = x0 + scales * y`` starting from ``y = 0`` with ``C = I`` and step ``sigma0``.
     ``population`` defaults to ``4 + floor(3 ln n)``; ``max_iterations`` counts generations.
+    ``covariance`` (symmetric positive definite, normalized units) replaces ``I`` as the initial
+    ``C`` after scaling to largest eigenvalue 1, so ``sigma0`` stays the largest initial standard
+    deviation; pass a previous result's ``covariance`` to refine it, e.g. on a finer image.
 
     Stops (``converged=True``) when ``sigma * sqrt(max eig C)``, the largest standard deviation
     of the search distribution in normalized units, falls below ``tol``; stops without
@@ -226,12 +253,10 @@ def cma_es(
     damps = 1.0 + 2.0 * max(0.0, math.sqrt((mueff - 1.0) / (n + 1.0)) - 1.0) + c_s
     chi_n = math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n))
 
+    cov, basis, stds = _initial_shape(covariance, n)
     rng = np.random.default_rng(seed)
     mean = np.zeros(n)
     sigma = float(sigma0)
-    cov = np.eye(n)
-    basis = np.eye(n)          # B: eigenvectors of C (columns)
-    stds = np.ones(n)          # D: square roots of the eigenvalues of C
     p_c = np.zeros(n)
     p_s = np.zeros(n)
 
@@ -271,21 +296,21 @@ def cma_es(
 
         rank_mu = (best_steps * weights[:, None]).T @ best_steps
         delta = (1.0 - h_sig) * c_c * (2.0 - c_c)
-        cov = ((1.0 - c_1 - c_mu) * cov
-               + c_1 * (np.outer(p_c, p_c) + delta * cov)
-               + c_mu * rank_mu)
-        sigma *= math.exp((c_s / damps) * (ps_norm / chi_n - 1.0))
+        new_cov = ((1.0 - c_1 - c_mu) * cov
+                   + c_1 * (np.outer(p_c, p_c) + delta * cov)
+                   + c_mu * rank_mu)
+        new_sigma = sigma * math.exp((c_s / damps) * (ps_norm / chi_n - 1.0))
 
-        cov = 0.5 * (cov + cov.T)
-        eigenvalues, basis = np.linalg.eigh(cov)
+        new_cov = 0.5 * (new_cov + new_cov.T)
+        eigenvalues, new_basis = np.linalg.eigh(new_cov)
         generation += 1
         history.append(f_best)
         if callback is not None:
             callback(generation, f_best)
         if (not np.all(np.isfinite(eigenvalues)) or eigenvalues.min() <= 0.0
-                or eigenvalues.max() > 1e14 * eigenvalues.min() or not math.isfinite(sigma)):
-            break  # degenerate search distribution: stop with the best point so far
-        stds = np.sqrt(eigenvalues)
+                or eigenvalues.max() > 1e14 * eigenvalues.min() or not math.isfinite(new_sigma)):
+            break  # degenerate search distribution: stop with the best point and the last valid C
+        sigma, cov, basis, stds = new_sigma, new_cov, new_basis, np.sqrt(eigenvalues)
     else:
         converged = sigma * float(stds.max()) < tol
 
@@ -295,5 +320,7 @@ def cma_es(
         f_best, y_best = f_mean, mean.copy()
         if history:
             history[-1] = f_best
+    peak = float(stds.max())
     return EvolutionResult(x=x0 + scales * y_best, value=f_best, iterations=generation,
-                           evaluations=evaluations, converged=bool(converged), history=history)
+                           evaluations=evaluations, converged=bool(converged), history=history,
+                           step=sigma * peak, covariance=cov / peak ** 2)

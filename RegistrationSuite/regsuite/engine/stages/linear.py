@@ -2,6 +2,15 @@
 
 Gradient optimisers (Adam, L-BFGS) use autograd; the evolutionary ones ((1+1)-ES, CMA-ES)
 only evaluate the metric, which helps for large misalignments and multimodal measures.
+
+An evolutionary search starts with the step ``learning_rate`` (normalized parameter units: mm,
+and mm at the transform's radius for angles), the capture range, at the first level only. A
+later level refines the previous level's result: it starts from that result with the step
+``min(learning_rate, max(previous level's final step, half this level's mean voxel size))``
+and, for CMA-ES, the previous level's covariance shape. (Restarting every level at the full
+``learning_rate`` made a fine level spend its whole budget re-shrinking a search wider than
+the error left to correct, and return the coarse result unchanged.) A level with its own
+``learning_rate`` starts with exactly that step.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import torch
 
 from ..config import StageConfig
 from ..metrics import make_metric
-from ..optimizers import Adam, cma_es, one_plus_one_es
+from ..optimizers import Adam, EvolutionResult, cma_es, one_plus_one_es
 from ..pyramid import LevelImages, Pyramid
 from ..transforms.linear import LinearTransform
 from .common import Convergence, Reporter, sample_moving
@@ -36,6 +45,7 @@ def evaluate_linear(transform: LinearTransform, level: LevelImages, stage: Stage
 
 def run_linear_stage(stage: StageConfig, pyramid: Pyramid, transform: LinearTransform, report: Reporter, seed: int = 0) -> None:
     """Optimise ``transform`` in place, level by level (coarse to fine)."""
+    search: EvolutionResult | None = None  # the previous level's evolutionary search
     for index, level_config in enumerate(stage.levels):
         level = pyramid.level(level_config.shrink, level_config.smoothing)
         metric = make_metric(stage.metric, **stage.metric_options)
@@ -48,7 +58,10 @@ def run_linear_stage(stage: StageConfig, pyramid: Pyramid, transform: LinearTran
             return linear_loss(transform, level, metric, stage.use_masks)
 
         if stage.optimizer in ("one-plus-one", "cma-es"):
-            _run_evolution(stage, transform, loss, index, iterations, lr, report, seed)
+            if search is not None and level_config.learning_rate is None:
+                lr = min(lr, max(search.step, 0.5 * float(np.mean(level.spacing))))
+            search = _run_evolution(stage, transform, loss, index, iterations, lr, report, seed,
+                                    search.covariance if search is not None else None)
         elif stage.optimizer == "lbfgs":
             _run_lbfgs(stage, transform, loss, index, iterations, lr, report)
         else:
@@ -91,7 +104,9 @@ def _run_lbfgs(stage, transform, loss, level, iterations, lr, report) -> None:
     optimizer.step(closure)
 
 
-def _run_evolution(stage, transform, loss, level, iterations, lr, report, seed) -> None:
+def _run_evolution(stage, transform, loss, level, iterations, lr, report, seed, covariance) -> EvolutionResult:
+    """One level's search from the current parameters with initial step ``lr`` (and, for
+    CMA-ES, initial covariance shape ``covariance``); sets the best point found."""
     start = transform.q.detach().cpu().numpy().copy()
 
     def objective(q: np.ndarray) -> float:
@@ -102,8 +117,11 @@ def _run_evolution(stage, transform, loss, level, iterations, lr, report, seed) 
     def callback(iteration: int, value: float) -> None:
         report(level, iteration, iterations, value)
 
-    search = cma_es if stage.optimizer == "cma-es" else one_plus_one_es
-    result = search(objective, start, np.ones_like(start), sigma0=lr, max_iterations=iterations,
-                    tol=stage.tolerance, seed=seed, callback=callback, cancel=report.cancel)
+    options = dict(sigma0=lr, max_iterations=iterations, tol=stage.tolerance, seed=seed, callback=callback, cancel=report.cancel)
+    if stage.optimizer == "cma-es":
+        result = cma_es(objective, start, np.ones_like(start), covariance=covariance, **options)
+    else:
+        result = one_plus_one_es(objective, start, np.ones_like(start), **options)
     with torch.no_grad():
         transform.q.copy_(torch.as_tensor(result.x))
+    return result
