@@ -87,12 +87,18 @@ def _run_to_end(panel):
 def test_volumes_apply_cancel_button_and_result(widget, scene):
     mrml_scene, fixed, moving, composites = scene
     ui = widget.ui
-    # the panel picked the two volumes it found; the user selects them the other way round and back
+    # the panel picked the two volumes it found; a user choosing one volume twice is told so, nothing runs
     assert ui.fixedVolumeSelector.currentNode() is fixed and ui.movingVolumeSelector.currentNode() is moving
     ui.fixedVolumeSelector.setCurrentNode(moving)
     assert widget._parameterNode.fixedVolume is moving
+    count = mrml_scene.GetNumberOfNodes()
+    ui.applyButton.click()
+    assert "same node 'moving'" in ui.statusLabel.text and "color" in ui.statusLabel.styleSheet
+    assert ui.applyButton.text == "Apply" and widget._job is None and mrml_scene.GetNumberOfNodes() == count
     ui.fixedVolumeSelector.setCurrentNode(fixed)
     ui.movingVolumeSelector.setCurrentNode(moving)
+    cuda = ui.deviceComboBox.model().item(ui.deviceComboBox.findText("cuda"))
+    assert cuda.isEnabled() == widget.logic.cudaAvailable()  # offered only where PyTorch can use it
     parameters = widget._parameterNode
     assert parameters.fixedVolume is fixed and parameters.movingVolume is moving
     _select(ui.presetComboBox, "quick-rigid")
@@ -194,6 +200,8 @@ def test_edited_stage_is_what_the_worker_runs(widget, scene, monkeypatch):
     _edit_cell(table, 0, 2, "2-1-9")
     assert "stage 1: level '2-1-9'" in ui.statusLabel.text and "color" in ui.statusLabel.styleSheet
     assert json.loads(widget._parameterNode.presetOverride) == override
+    ui.applyButton.click()  # the table as shown cannot run: told again, nothing starts
+    assert "stage 1: level '2-1-9'" in ui.statusLabel.text and widget._job is None
     _edit_cell(table, 0, 2, "2/1/9")
     assert ui.statusLabel.text == ""
 
@@ -246,3 +254,23 @@ def test_save_preset_appears_in_the_list(widget, scene, monkeypatch, tmp_path):
     answers = [""]  # cancelling the dialog changes nothing
     ui.savePresetButton.click()
     assert sorted(p.name for p in path.parent.iterdir()) == ["my-affine.json", "quick-rigid.json"]
+
+
+def test_closing_the_scene_stops_the_run(widget, scene):
+    mrml_scene, _, moving, _ = scene
+    ui = widget.ui
+    _select(ui.presetComboBox, "quick-rigid")
+    ui.applyButton.click()
+    assert ui.applyButton.text == "Cancel"
+    folder = re.search(r"work folder (\S+)\)", ui.logPlainTextEdit.toPlainText()).group(1)
+    mrml_scene.Clear(0)  # File > Close Scene while the worker starts
+
+    assert ui.applyButton.text == "Apply" and widget._job is None and not widget._timer.isActive()
+    assert not os.path.exists(folder)
+    assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLTransformNode") == 0
+    # the panel follows the empty scene: its own new parameter node, nothing to register
+    parameters = widget._parameterNode
+    assert parameters is not None and parameters.parameterNode.GetScene() is mrml_scene
+    assert parameters.fixedVolume is None and ui.fixedVolumeSelector.currentNode() is None
+    assert not ui.applyButton.enabled
+    assert not ui.progressBar.visible and ui.statusLabel.text == ""  # nothing left of the stopped run
