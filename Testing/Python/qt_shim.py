@@ -3,21 +3,19 @@
 In Slicer the panels talk to Qt through PythonQt: modules ``qt`` and ``ctk``, Qt properties read
 and written as attributes (``button.enabled = False``, ``table.rowCount``), signals connected by
 C++ signature (``timer.connect("timeout()", slot)``), and Slicer's own widgets (MRML node combo
-boxes, collapsible buttons) created from the ``.ui`` files. This file supplies, for tests only:
+boxes, collapsible sections) created from the ``.ui`` files. This file supplies, for tests only:
 
 * :class:`PythonQtObject` - a QObject as PythonQt shows it (the semantics above); a slot that
-  raises is logged and kept in :data:`SLOT_ERRORS`, as PythonQt prints it instead of raising;
+  raises is logged and kept in :data:`SLOT_ERRORS`, as PythonQt prints it and goes on;
 * modules ``qt`` and ``ctk`` whose classes build real PySide6 objects seen that way;
-* stand-ins for Slicer's widgets that the ``.ui`` files use (:class:`qMRMLNodeComboBox` lists
-  and selects real nodes of the real ``slicer.mrmlScene``; :class:`qMRMLSegmentSelectorWidget`
-  lists the segments of a real segmentation node);
-* a ``.ui`` loader that also makes the ``<connections>`` the file declares;
-* ``slicer.app`` (a thin application object: events, cursor, no main window) and
-  ``slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget`` (parent panel, layout,
-  ``resourcePath``).
+* a ``.ui`` loader that creates the stand-ins of :mod:`slicer_widgets` for Slicer's widgets and
+  also makes the ``<connections>`` the file declares;
+* ``slicer.app`` (events, cursor, ``slicerHome`` with a ``PythonSlicer`` launcher, no main window)
+  and ``slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget`` (panel, layout, ``resourcePath``);
+* :func:`open_module`/:func:`close_module` (a panel's life as in Slicer) and :func:`wait_until`.
 
-The timer is a real ``QTimer``, buttons are real ``QPushButton``\\ s and clicking them runs the
-real slots; everything MRML is the real slicer-core class. Run with ``QT_QPA_PLATFORM=offscreen``.
+The timer is a real ``QTimer``, buttons are real ``QPushButton`` objects and clicking them runs the
+real slots; everything MRML is the real slicer-core class. Runs with ``QT_QPA_PLATFORM=offscreen``.
 """
 
 from __future__ import annotations
@@ -35,7 +33,9 @@ from typing import Any, Callable
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6 import QtCore, QtGui, QtUiTools, QtWidgets  # noqa: E402
-from PySide6.QtCore import Property, Signal  # noqa: E402
+
+from slicer_widgets import (CUSTOM_WIDGETS, ModulePanel, ctkCollapsibleButton, ctkSliderWidget,  # noqa: E402
+                            qMRMLNodeComboBox, qMRMLWidget)
 
 #: Exceptions raised by slots since the last :func:`take_slot_errors` (PythonQt prints them).
 SLOT_ERRORS: list[BaseException] = []
@@ -173,237 +173,6 @@ class _QInputDialog(QtWidgets.QInputDialog):
         return text if accepted else ""
 
 
-# ---------------------------------------------------------------------- Slicer and CTK widget stand-ins
-class qMRMLWidget(QtWidgets.QWidget):
-    """A widget holding an MRML scene; ``setMRMLScene`` emits ``mrmlSceneChanged`` (the .ui connects it)."""
-
-    mrmlSceneChanged = Signal(object)
-    SIGNALS = {"mrmlSceneChanged(vtkMRMLScene*)": "mrmlSceneChanged"}
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._scene: Any = None
-
-    def setMRMLScene(self, scene: Any) -> None:
-        self._scene = scene
-        self.mrmlSceneChanged.emit(scene)
-
-    def mrmlScene(self) -> Any:
-        return self._scene
-
-
-def _flag(name: str, default: bool = False) -> Property:
-    """A boolean Qt property stored as ``_<name>`` (a .ui file may set it)."""
-
-    def read(self: Any) -> bool:
-        return getattr(self, "_" + name, default)
-
-    def write(self: Any, value: bool) -> None:
-        setattr(self, "_" + name, bool(value))
-
-    return Property(bool, read, write)
-
-
-class ctkCollapsibleButton(QtWidgets.QWidget):
-    """A section with a title; ``collapsed`` is kept (not drawn), disabling it disables its children."""
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._text = ""
-
-    def _getText(self) -> str:
-        return self._text
-
-    def _setText(self, text: str) -> None:
-        self._text = text
-
-    text = Property(str, _getText, _setText)
-    collapsed = _flag("collapsed")
-
-
-class ctkSliderWidget(QtWidgets.QDoubleSpinBox):
-    """A slider with a spin box; here the spin box (``value``, ``minimum``, ``maximum``, ``singleStep``)."""
-
-
-class qMRMLNodeComboBox(QtWidgets.QComboBox):
-    """Lists the nodes of ``nodeTypes`` in the scene (scene order) and selects one of them.
-
-    Follows the scene's node added/removed events. With ``noneEnabled`` the first item is
-    ``noneDisplay`` (no node); without it, like any QComboBox, the first node listed becomes
-    current when nothing is. ``addEnabled``, ``renameEnabled`` ... are kept, not offered.
-    """
-
-    currentNodeChanged = Signal(object)
-    SIGNALS = {"currentNodeChanged(vtkMRMLNode*)": "currentNodeChanged"}
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._scene: Any = None
-        self._observers: list[int] = []
-        self._nodeTypes: list[str] = []
-        self._hideChildNodeTypes: list[str] = []
-        self._noneDisplay = "None"
-        self._baseName = ""
-        self._currentID: str | None = None
-        self.currentIndexChanged.connect(self._onIndexChanged)
-
-    # properties a .ui file sets
-    def _getNodeTypes(self) -> list[str]:
-        return list(self._nodeTypes)
-
-    def _setNodeTypes(self, types_: list[str]) -> None:
-        self._nodeTypes = list(types_)
-        self._update()
-
-    def _getHidden(self) -> list[str]:
-        return list(self._hideChildNodeTypes)
-
-    def _setHidden(self, types_: list[str]) -> None:
-        self._hideChildNodeTypes = list(types_)
-        self._update()
-
-    def _getNoneDisplay(self) -> str:
-        return self._noneDisplay
-
-    def _setNoneDisplay(self, text: str) -> None:
-        self._noneDisplay = text
-        self._update()
-
-    def _getBaseName(self) -> str:
-        return self._baseName
-
-    def _setBaseName(self, text: str) -> None:
-        self._baseName = text
-
-    def _getNoneEnabled(self) -> bool:
-        return getattr(self, "_noneEnabled", False)
-
-    def _setNoneEnabled(self, enabled: bool) -> None:
-        self._noneEnabled = bool(enabled)
-        self._update()
-
-    def _getCurrentNodeID(self) -> str:
-        return self._currentID or ""
-
-    nodeTypes = Property("QStringList", _getNodeTypes, _setNodeTypes)
-    hideChildNodeTypes = Property("QStringList", _getHidden, _setHidden)
-    noneDisplay = Property(str, _getNoneDisplay, _setNoneDisplay)
-    baseName = Property(str, _getBaseName, _setBaseName)
-    noneEnabled = Property(bool, _getNoneEnabled, _setNoneEnabled)
-    currentNodeID = Property(str, _getCurrentNodeID)
-    showChildNodeTypes = _flag("showChildNodeTypes", True)
-    addEnabled = _flag("addEnabled")
-    removeEnabled = _flag("removeEnabled")
-    renameEnabled = _flag("renameEnabled")
-    selectNodeUponCreation = _flag("selectNodeUponCreation", True)
-
-    # scene
-    def setMRMLScene(self, scene: Any) -> None:
-        if self._scene is not None:
-            for tag in self._observers:
-                self._scene.RemoveObserver(tag)
-        self._scene, self._observers = scene, []
-        if scene is not None:
-            import slicer  # noqa: PLC0415
-
-            for event in (slicer.vtkMRMLScene.NodeAddedEvent, slicer.vtkMRMLScene.NodeRemovedEvent):
-                self._observers.append(scene.AddObserver(event, lambda caller, event: self._update()))
-        self._update()
-
-    def mrmlScene(self) -> Any:
-        return self._scene
-
-    def _shows(self, node: Any) -> bool:
-        if node.GetHideFromEditors():
-            return False
-        if self.showChildNodeTypes:
-            matches = any(node.IsA(name) for name in self._nodeTypes)
-        else:
-            matches = node.GetClassName() in self._nodeTypes
-        return matches and not any(node.IsA(name) for name in self._hideChildNodeTypes)
-
-    def nodes(self) -> list[Any]:
-        """The nodes listed, in scene order."""
-        if self._scene is None:
-            return []
-        nodes = (self._scene.GetNthNode(index) for index in range(self._scene.GetNumberOfNodes()))
-        return [node for node in nodes if self._shows(node)]
-
-    def _update(self) -> None:
-        """Relist the nodes, keeping the current one while it is listed."""
-        previous = self._currentID
-        blocked = self.blockSignals(True)
-        self.clear()
-        if self.noneEnabled:
-            self.addItem(self._noneDisplay, None)
-        for node in self.nodes():
-            self.addItem(node.GetName(), node.GetID())
-        index = self.findData(previous) if previous else -1
-        if index < 0:
-            index = 0 if self.count() else -1  # none, or (without none) the first node
-        self.setCurrentIndex(index)
-        self.blockSignals(blocked)
-        self._currentID = self.itemData(index) if index >= 0 else None
-        if self._currentID != previous and not blocked:
-            self.currentNodeChanged.emit(self.currentNode())
-
-    def _onIndexChanged(self, index: int) -> None:
-        nodeID = self.itemData(index) if index >= 0 else None
-        if nodeID != self._currentID:
-            self._currentID = nodeID
-            self.currentNodeChanged.emit(self.currentNode())
-
-    # selection
-    def currentNode(self) -> Any:
-        return self._scene.GetNodeByID(self._currentID) if self._scene is not None and self._currentID else None
-
-    def setCurrentNode(self, node: Any) -> None:
-        """Select ``node`` (None selects the none item, or nothing); a node not listed is ignored."""
-        index = self.findData(node.GetID()) if node is not None else (0 if self.noneEnabled else -1)
-        if node is not None and index < 0:
-            return
-        self.setCurrentIndex(index)
-
-    def setCurrentNodeID(self, nodeID: str) -> None:
-        self.setCurrentNode(self._scene.GetNodeByID(nodeID) if self._scene is not None and nodeID else None)
-
-
-class qMRMLSegmentSelectorWidget(qMRMLWidget):
-    """Picks one segment of a segmentation node (``setCurrentNode``); ``currentSegmentID()`` is "" for none."""
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._node: Any = None
-        self._combo = QtWidgets.QComboBox(self)
-        QtWidgets.QVBoxLayout(self).addWidget(self._combo)
-
-    segmentationNodeSelectorVisible = _flag("segmentationNodeSelectorVisible", True)
-    noneEnabled = _flag("noneEnabled")
-    editEnabled = _flag("editEnabled")
-
-    def setCurrentNode(self, node: Any) -> None:
-        self._node = node
-        self._combo.clear()
-        if self.noneEnabled:
-            self._combo.addItem("None", "")
-        if node is not None:
-            segmentation = node.GetSegmentation()
-            for index in range(segmentation.GetNumberOfSegments()):
-                self._combo.addItem(segmentation.GetNthSegment(index).GetName(), segmentation.GetNthSegmentID(index))
-
-    def currentNode(self) -> Any:
-        return self._node
-
-    def setCurrentSegmentID(self, segmentID: str) -> None:
-        self._combo.setCurrentIndex(self._combo.findData(segmentID))
-
-    def currentSegmentID(self) -> str:
-        return self._combo.currentData() or ""
-
-
-CUSTOM_WIDGETS = (qMRMLWidget, ctkCollapsibleButton, ctkSliderWidget, qMRMLNodeComboBox, qMRMLSegmentSelectorWidget)
-
-
 class UiLoader(QtUiTools.QUiLoader):
     """``QUiLoader`` that knows the stand-ins and makes the ``<connections>`` of the file itself
     (Qt cannot: they name C++ signatures such as ``mrmlSceneChanged(vtkMRMLScene*)``)."""
@@ -511,12 +280,6 @@ class Application:
 
     def layoutManager(self) -> LayoutManager:
         return self._layoutManager
-
-
-class ModulePanel(qMRMLWidget):
-    """The panel Slicer gives a scripted module widget (``isEntered`` while the module is shown)."""
-
-    isEntered = _flag("isEntered")
 
 
 class ScriptedLoadableModuleWidget:

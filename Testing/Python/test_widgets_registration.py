@@ -20,6 +20,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed")
 pytest.importorskip("slicer", reason="slicer-core is not installed")
 
+import slicer  # noqa: E402
+
 import qt_shim  # noqa: E402
 from phantoms import make_grid, sample_phantom  # noqa: E402
 
@@ -97,6 +99,7 @@ def test_volumes_apply_cancel_button_and_result(widget, scene):
     assert ui.applyButton.text == "Apply" and widget._job is None and mrml_scene.GetNumberOfNodes() == count
     ui.fixedVolumeSelector.setCurrentNode(fixed)
     ui.movingVolumeSelector.setCurrentNode(moving)
+    assert not ui.methodComboBox.model().item(1).isEnabled()  # learned models: not shipped yet
     cuda = ui.deviceComboBox.model().item(ui.deviceComboBox.findText("cuda"))
     assert cuda.isEnabled() == widget.logic.cudaAvailable()  # offered only where PyTorch can use it
     parameters = widget._parameterNode
@@ -183,8 +186,11 @@ def test_cancel_mid_run_leaves_the_scene_unchanged(widget, scene):
 
 
 def test_edited_stage_is_what_the_worker_runs(widget, scene, monkeypatch):
-    _, fixed, moving, _ = scene
+    mrml_scene, fixed, moving, composites = scene
     ui = widget.ui
+    output = mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "registered")  # this run also resamples
+    ui.outputVolumeSelector.setCurrentNode(output)
+    assert widget._parameterNode.outputVolume is output and ui.fixedVolumeSelector.currentNode() is fixed
     _select(ui.presetComboBox, "rigid")
     table = ui.stagesTableWidget
     assert table.rowCount == 1 and table.item(0, 2).text() == "4/2/150; 2/1/80; 1/0/30"
@@ -214,6 +220,11 @@ def test_edited_stage_is_what_the_worker_runs(widget, scene, monkeypatch):
     assert events and {(e["stage_name"], e["levels"], e["iterations"]) for e in events} == {("affine", 1, 9)}
     assert max(e["iteration"] for e in events) <= 9
     assert "affine (ncc): metric" in ui.summaryLabel.text and "preset 'rigid'" in ui.summaryLabel.text
+    # the moving volume, resampled on the fixed grid, is the output volume and shows over the fixed one
+    assert slicer.util.arrayFromVolume(output).shape == slicer.util.arrayFromVolume(fixed).shape
+    assert moving.GetParentTransformNode() is None and widget._parameterNode.outputVolume is output
+    for composite in composites:
+        assert (composite.GetBackgroundVolumeID(), composite.GetForegroundVolumeID()) == (fixed.GetID(), output.GetID())
 
     ui.revertPresetButton.click()  # back to the saved preset
     assert widget._parameterNode.presetOverride == "" and table.item(0, 0).text() == "rigid"
