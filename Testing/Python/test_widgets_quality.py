@@ -84,6 +84,7 @@ def widget(case, monkeypatch, tmp_path):
     panel = qt_shim.open_module("RegSuiteQuality", monkeypatch)
     yield panel
     qt_shim.close_module(panel)
+    assert qt_shim.take_slot_errors() == [], "a slot raised (PythonQt would only print it)"
 
 
 def _data_nodes(scene, ids):
@@ -162,7 +163,6 @@ def test_buttons_make_their_nodes_tables_and_summary(widget, case):
     ball = read_table(outputs["overlapTableSelector"])[0]
     assert ball["segment"] == "ball" and ball["dice_before"] < 0.9
     assert ball["dice_after"] > 0.95, ball  # the scaled ball, voxelised on 2 mm voxels, back onto the fixed one
-    assert qt_shim.take_slot_errors() == []
 
 
 def test_missing_input_is_reported_and_changes_nothing(widget, case, caplog):
@@ -178,3 +178,14 @@ def test_missing_input_is_reported_and_changes_nothing(widget, case, caplog):
     assert any("Registration quality could not be computed." in record.getMessage() for record in caplog.records)
     assert _node_ids(scene) == before and ui.resultsLabel.text == text
     assert ui.overlapTableSelector.currentNode() is None
+
+
+def test_closing_the_scene_clears_the_summary(widget, case):
+    ui = widget.ui
+    ui.transformSelector.setCurrentNode(case.transform)
+    ui.fixedVolumeSelector.setCurrentNode(case.fixed)
+    ui.jacobianButton.click()
+    assert ui.resultsLabel.text.startswith("Jacobian")
+    case.scene.Clear(0)
+    assert ui.resultsLabel.text == ""
+    assert ui.transformSelector.currentNode() is None and ui.jacobianVolumeSelector.currentNode() is None

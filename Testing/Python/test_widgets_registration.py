@@ -215,8 +215,15 @@ def test_edited_stage_is_what_the_worker_runs(widget, scene, monkeypatch):
     onProgress = widget.onProgress  # the panel's own handler, watched: every event the worker sent
     monkeypatch.setattr(widget, "onProgress", lambda event: (events.append(event), onProgress(event)))
     ui.applyButton.click()
+    widget.parent.isEntered = False  # the user switches to another module while it runs
+    widget.exit()
     _run_to_end(widget)
     assert ui.statusLabel.text.startswith("Done in "), ui.statusLabel.text
+    transform = widget._parameterNode.outputTransform  # stored in the parameter node meanwhile
+    assert transform is not None and transform.IsA("vtkMRMLLinearTransformNode")
+    widget.parent.isEntered = True  # and comes back
+    widget.enter()
+    assert ui.outputTransformSelector.currentNode() is transform
     assert events and {(e["stage_name"], e["levels"], e["iterations"]) for e in events} == {("affine", 1, 9)}
     assert max(e["iteration"] for e in events) <= 9
     assert "affine (ncc): metric" in ui.summaryLabel.text and "preset 'rigid'" in ui.summaryLabel.text
