@@ -20,11 +20,13 @@ real slots; everything MRML is the real slicer-core class. Runs with ``QT_QPA_PL
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import os
 import re
 import sys
+import time
 import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -182,7 +184,8 @@ class UiLoader(QtUiTools.QUiLoader):
         for cls in CUSTOM_WIDGETS:
             self.registerCustomWidget(cls)
 
-    def load(self, device: QtCore.QIODevice, parentWidget: QtWidgets.QWidget | None = None) -> Any:  # type: ignore[override]
+    def load(self, device: QtCore.QIODevice,  # type: ignore[override]
+             parentWidget: QtWidgets.QWidget | None = None) -> Any:
         root = ET.fromstring(bytes(device.readAll().data()))
         connections = root.find("connections")
         if connections is not None:
@@ -345,17 +348,17 @@ def add_slice_views(scene: Any, names: tuple[str, ...] = ("Red", "Yellow", "Gree
 def open_module(name: str, monkeypatch: Any) -> Any:
     """Import module file ``name`` afresh over the shim and open its panel as Slicer does.
 
-    The Widget is made with a :class:`ModulePanel` parent, ``setup()`` runs, then the panel is
-    shown and the module entered (``isEntered`` and ``enter()``). ``monkeypatch`` puts back any earlier import after the test.
+    The Widget is made with a :class:`ModulePanel` parent on ``slicer.mrmlScene``, ``setup()`` runs,
+    then the panel is shown and the module entered (``isEntered`` and ``enter()``). ``monkeypatch``
+    puts back any earlier import of the module after the test.
     """
-    import importlib  # noqa: PLC0415
-
     if name in sys.modules:
         monkeypatch.delitem(sys.modules, name)
     module = importlib.import_module(name)
     monkeypatch.setitem(sys.modules, name, module)
     panel = wrap(ModulePanel())
     panel.setLayout(QtWidgets.QVBoxLayout())
+    panel.setMRMLScene(sys.modules["slicer"].mrmlScene)
     widget = getattr(module, f"{name}Widget")(panel)
     widget.setup()
     panel.show()  # offscreen
@@ -371,16 +374,15 @@ def close_module(widget: Any) -> None:
     if hasattr(widget, "exit"):
         widget.exit()
     widget.cleanup()
-    for combo in unwrap(widget.parent).findChildren(qMRMLWidget) + unwrap(widget.parent).findChildren(qMRMLNodeComboBox):
-        combo.setMRMLScene(None)
-    unwrap(widget.parent).deleteLater()
+    panel = unwrap(widget.parent)
+    for child in [panel, *panel.findChildren(qMRMLWidget), *panel.findChildren(qMRMLNodeComboBox)]:
+        child.setMRMLScene(None)  # no scene observers outlive the panel
+    panel.deleteLater()
     QtWidgets.QApplication.processEvents()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
     """Process Qt events (timers fire) until ``condition()``; the deadline only guards against a hang."""
-    import time  # noqa: PLC0415
-
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

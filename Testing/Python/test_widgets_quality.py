@@ -90,7 +90,8 @@ def widget(case, monkeypatch, tmp_path):
 def _data_nodes(scene, ids):
     """Classes of the nodes ``ids`` that hold data (not their display, storage or colour nodes)."""
     nodes = [scene.GetNodeByID(nodeID) for nodeID in ids]
-    return sorted(node.GetClassName() for node in nodes if node.IsA("vtkMRMLVolumeNode") or node.IsA("vtkMRMLTableNode"))
+    return sorted(node.GetClassName() for node in nodes
+                  if node.IsA("vtkMRMLVolumeNode") or node.IsA("vtkMRMLTableNode"))
 
 
 def _node_ids(scene):

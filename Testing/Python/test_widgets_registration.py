@@ -131,7 +131,8 @@ def test_volumes_apply_cancel_button_and_result(widget, scene):
         assert np.allclose(_from_parent_lps(node, np.array(point)), np.array(point) + SHIFT, atol=0.5)
     summary = ui.summaryLabel.text
     assert summary == widget._outputs.summaryText()
-    assert re.match(r"Registered in \d+\.\d s on cpu with preset 'quick-rigid' -> linear transform 'moving_to_fixed'", summary)
+    assert re.match(r"Registered in \d+\.\d s on cpu with preset 'quick-rigid' "
+                    r"-> linear transform 'moving_to_fixed'", summary)
     assert "rigid (ncc): metric" in summary
     assert "Started the registration" in ui.logPlainTextEdit.toPlainText()
     assert not ui.resultsCollapsibleButton.collapsed and ui.checkerboardButton.enabled
