@@ -171,6 +171,8 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._job.cancel()
             self._job = None
             self._setRunning(False)
+            self.ui.progressBar.hide()  # no progress or status of the stopped run is left showing
+            self.clearStatus()
 
     # ------------------------------------------------------------------ parameter node
     def _nodeSelectors(self):
