@@ -42,10 +42,14 @@ SLICE_SPACING_ATOL_MM = 0.01
 _CHUNK = 1 << 20
 
 
-def check_direction(image: sitk.Image, role: str, where: str) -> None:
-    """Raise :class:`InputError` unless the direction matrix of ``image`` is orthonormal."""
-    dimension = image.GetDimension()
-    direction = np.array(image.GetDirection(), dtype=float).reshape(dimension, dimension)
+def check_direction(image: sitk.Image | Sequence[float], role: str, where: str) -> None:
+    """Raise :class:`InputError` unless the direction matrix of ``image`` is orthonormal.
+
+    ``image`` may also be the direction itself (row-major, as ``GetDirection`` returns it).
+    """
+    values = np.array(image.GetDirection() if isinstance(image, sitk.Image) else image, dtype=float)
+    dimension = int(round(np.sqrt(values.size)))
+    direction = values.reshape(dimension, dimension)
     deviation = float(np.abs(direction.T @ direction - np.eye(dimension)).max())
     if not np.isfinite(deviation) or deviation > ORTHONORMAL_ATOL:
         raise InputError(f"{role} {where} has a direction matrix that is not orthonormal "
