@@ -270,3 +270,50 @@ def test_evaluate_malformed_markups_is_one_line(capsys, tmp_path):
     good.write_text("point\n1\n0 0 0\n")
     code, _, err = run(capsys, "evaluate", "--fixed-points", bad, "--moving-points", good)
     assert code == 2 and "f.mrk.json" in one_line(err)
+
+
+FULL_DISK_CHILD = textwrap.dedent("""
+    import resource, signal, sys
+    from regsuite.cli.main import main
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    limit = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+@pytest.mark.parametrize("name", ["out.nii.gz", "out.nii", "out.mhd", "out.H5"])
+def test_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, name):
+    # A 60 kB file size limit stands in for a full disk; the 40^3 noise image needs ~250 kB.
+    noise = sitk.GetImageFromArray(np.random.default_rng(4).random((40, 40, 40)).astype(np.float32))
+    sitk.WriteImage(noise, str(tmp_path / "in.mha"))
+    sitk.WriteTransform(sitk.TranslationTransform(3, (0.5, 0.0, 0.0)), str(tmp_path / "t.tfm"))
+    field = tmp_path / "field.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(5).random((40, 40, 40, 3)), isVector=True), str(field))
+    before = snapshot(tmp_path)
+    if name.endswith(".H5"):  # a displacement field read and saved as an HDF5 transform (HDF5 crashed here)
+        child = textwrap.dedent("""
+            import resource, signal, sys
+            from regsuite.cli.main import main
+            from regsuite.errors import RegSuiteError
+            from regsuite.io.transforms import read_transform, write_transform
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            transform = read_transform(sys.argv[1])
+            resource.setrlimit(resource.RLIMIT_FSIZE, (60000, 60000))
+            try:
+                write_transform(transform, sys.argv[2])
+            except RegSuiteError as error:
+                print(f"regsuite: error: {error}", file=sys.stderr)
+                sys.exit(error.exit_code)
+        """)
+        result = subprocess.run([sys.executable, "-c", child, str(field), str(tmp_path / name)],
+                                capture_output=True, text=True, timeout=120, env=ENV)
+    else:
+        argv = ["apply", "--reference", str(tmp_path / "in.mha"), "--input", str(tmp_path / "in.mha"),
+                "--transform", str(tmp_path / "t.tfm"), "--output", str(tmp_path / name)]
+        result = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, "60000", *argv],
+                                capture_output=True, text=True, timeout=120, env=ENV)
+    assert result.returncode == 1, (result.returncode, result.stderr)  # a failure, not a crash
+    assert name in one_line(result.stderr)
+    assert snapshot(tmp_path) == before

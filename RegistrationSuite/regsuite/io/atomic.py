@@ -27,6 +27,7 @@ import contextlib
 import errno
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -152,6 +153,30 @@ def atomic_output(path: str | os.PathLike[str], expected_bytes: int | None = Non
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ libraries print on file descriptor 2 to the null device within the block.
+
+    ITK's MetaImage and HDF5 writers print their own lines (up to 150 of them for HDF5) before
+    raising; the caller reports the failure in one line instead. Python's ``sys.stderr`` is
+    flushed first; nothing is written to disk (a full disk is what the block may be facing).
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable descriptor 2 (embedded interpreters)
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def _write_error(final: Path, error: OSError) -> str:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"cannot write '{final}': the disk is full"
@@ -162,7 +187,7 @@ def _write_error(final: Path, error: OSError) -> str:
 
 def _publish(staging: Path, staged: Path, final: Path) -> None:
     """Move the companions, then the main file, from ``staging`` to the folder of ``final``."""
-    if not staged.is_file() or staged.stat().st_size == 0:
+    if not staged.is_file():
         raise RegSuiteError(f"nothing was written to '{final}'")
     folder = _folder_of(final)
     companions = [item for item in staging.iterdir() if item != staged]

@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError, RegSuiteError
-from .atomic import atomic_output, check_suffix
+from .atomic import atomic_output, check_suffix, native_stderr_silenced
 from .integrity import check_dicom_series, check_direction, check_nifti_complete, verify_written_image
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -55,6 +55,16 @@ def _read_any(path: PathLike, role: str) -> sitk.Image:
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown format"
         raise InputError(f"{role} '{location}' cannot be read as an image ({_short(reason)})") from None
+
+
+def _itk_reason(error: RuntimeError) -> str:
+    """The part of an ITK exception after ``ITK ERROR: ...:`` (no source paths or addresses)."""
+    text = " ".join(str(error).split())
+    marker = text.rfind("ITK ERROR:")
+    if marker >= 0:
+        text = text[marker + len("ITK ERROR:"):]
+        text = text.split("): ", 1)[-1] if "): " in text else text
+    return _short(text.strip() or "unknown error")
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -258,10 +268,12 @@ def write_image(image: sitk.Image, path: PathLike) -> None:
     compressed = check_suffix(path, IMAGE_SUFFIXES, "image") != ".nii"
     with atomic_output(path, expected_bytes=None if compressed else raw_size(image) + 352) as tmp:
         try:
-            sitk.WriteImage(image, tmp, useCompression=True)
+            with native_stderr_silenced():
+                sitk.WriteImage(image, tmp, useCompression=True)
         except RuntimeError as error:
-            raise RegSuiteError(f"image cannot be written to '{path}' ({_short(str(error))})") from None
-        verify_written_image(image, tmp, str(path))
+            raise RegSuiteError(f"image cannot be written to '{path}' ({_itk_reason(error)})") from None
+        with native_stderr_silenced():
+            verify_written_image(image, tmp, str(path))
 
 
 def _sample_points_world(image: sitk.Image, per_axis: int = 20) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError, RegSuiteError, TransformFileError
-from .atomic import atomic_output, split_suffix
+from .atomic import atomic_output, native_stderr_silenced, split_suffix
 from .integrity import transform_size, verify_written_image, verify_written_transform
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -182,10 +182,12 @@ def write_transform(transform: sitk.Transform, path: PathLike) -> None:
     # it is moved into place.
     with atomic_output(path, expected_bytes=transform_size(transform) + 65536) as tmp:
         try:
-            sitk.WriteTransform(transform, tmp)
+            with native_stderr_silenced():  # HDF5 prints a screenful of errors before raising
+                sitk.WriteTransform(transform, tmp)
         except RuntimeError as error:
             raise RegSuiteError(f"transform cannot be written to '{path}' ({_short(str(error))})") from None
-        verify_written_transform(transform, tmp, str(path))
+        with native_stderr_silenced():
+            verify_written_transform(transform, tmp, str(path))
 
 
 def displacement_field(transform: sitk.Transform, reference: sitk.Image) -> sitk.Image:
@@ -230,10 +232,12 @@ def write_displacement_field(transform_or_field: sitk.Transform | sitk.Image,
     raw = None if suffix != ".nii" else 8 * 3 * int(np.prod(field.GetSize(), dtype=np.int64)) + 352
     with atomic_output(path, expected_bytes=raw) as tmp:
         try:
-            sitk.WriteImage(field, tmp, useCompression=True)
+            with native_stderr_silenced():
+                sitk.WriteImage(field, tmp, useCompression=True)
         except RuntimeError as error:
             raise RegSuiteError(f"displacement field cannot be written to '{path}' ({_short(str(error))})") from None
-        verify_written_image(field, tmp, str(path))
+        with native_stderr_silenced():
+            verify_written_image(field, tmp, str(path))
 
 
 def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
