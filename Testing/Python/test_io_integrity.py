@@ -176,6 +176,13 @@ def test_output_suffix_case_and_detached_headers(tmp_path, lung, name, meta_file
     assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(lung))
 
 
+def test_upper_case_outputs_read_back_as_inputs(tmp_path, lung):
+    for name in ("W.MHA", "W.MHD", "W.NRRD", "W.NHDR", "W.NII.GZ"):
+        write_image(lung, tmp_path / name)
+        back = read_image(tmp_path / name, "moving image")
+        assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(lung).astype(np.float32)), name
+
+
 def test_mixed_case_nifti_suffix_is_refused(tmp_path, lung):
     with pytest.raises(InputError, match="mixed-case"):
         write_image(lung, tmp_path / "warped.nii.GZ")

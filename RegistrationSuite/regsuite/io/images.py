@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError, RegSuiteError
-from .atomic import atomic_output, check_suffix, native_stderr_silenced
+from .atomic import atomic_output, check_suffix, native_stderr_silenced, split_suffix
 from .integrity import check_dicom_series, check_direction, check_nifti_complete, verify_written_image
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -51,7 +51,7 @@ def _read_any(path: PathLike, role: str) -> sitk.Image:
         return _read_dicom_folder(location, role)
     check_nifti_complete(location, role)
     try:
-        return sitk.ReadImage(str(location))
+        return _read_file(location)
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown format"
         raise InputError(f"{role} '{location}' cannot be read as an image ({_short(reason)})") from None
@@ -65,6 +65,20 @@ def _itk_reason(error: RuntimeError) -> str:
         text = text[marker + len("ITK ERROR:"):]
         text = text.split("): ", 1)[-1] if "): " in text else text
     return _short(text.strip() or "unknown error")
+
+
+#: ITK picks a reader by the lower-case suffix; files named ``.MHA``/``.NRRD`` (as the command
+#: line may write them) get the reader named here.
+_READERS = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO"}
+
+
+def _read_file(location: Path) -> sitk.Image:
+    suffix = split_suffix(location.name)[1]
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(location))
+    if suffix != suffix.lower() and suffix.lower() in _READERS:
+        reader.SetImageIO(_READERS[suffix.lower()])
+    return reader.Execute()
 
 
 def _short(text: str, limit: int = 160) -> str:
