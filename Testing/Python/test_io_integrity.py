@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from regsuite.data import sample_paths
-from regsuite.errors import InputError, RegSuiteError
+from regsuite.errors import InputError
 from regsuite.io.images import read_image, read_mask, write_image
 from regsuite.io.transforms import read_transform, write_transform
 
