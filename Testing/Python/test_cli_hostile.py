@@ -202,6 +202,21 @@ def test_termination_signal_during_output_leaves_nothing(tmp_path, labels, name,
     assert snapshot(tmp_path) == before  # no out.mhd, no out.zraw, no hidden folder
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_while_register_writes_its_outputs_leaves_none(tmp_path, pair):
+    # the transform is staged before the image, the log after it; none of them may appear
+    fixed, moving = pair
+    before = snapshot(tmp_path)
+    result = subprocess.run([sys.executable, "-c", SIGNAL_CHILD, "SIGTERM", "register", "--fixed", str(fixed),
+                             "--moving", str(moving), "--preset", "rigid", "--device", "cpu", "--threads", "1",
+                             "--output-transform", str(tmp_path / "t.h5"), "--log-json", str(tmp_path / "log.json"),
+                             "--output-image", str(tmp_path / "w.nii.gz"), "--quiet"],
+                            capture_output=True, text=True, timeout=300, env=ENV)
+    assert result.returncode == 143, result.stderr
+    assert "terminated by SIGTERM" in one_line(result.stderr, "regsuite: ")
+    assert snapshot(tmp_path) == before
+
+
 def test_interrupt_while_importing_is_one_line():
     # Ctrl-C during the first fraction of a second lands in an import (numpy, SimpleITK, torch)
     child = textwrap.dedent("""
