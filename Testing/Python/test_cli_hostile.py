@@ -332,3 +332,38 @@ def test_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, name):
     assert result.returncode == 1, (result.returncode, result.stderr)  # a failure, not a crash
     assert name in one_line(result.stderr)
     assert snapshot(tmp_path) == before
+
+
+OASIS_LABELS = ROOT.parent / "shared" / "data" / "oasis_trt20" / "OASIS-TRT-20-1" / "labels.DKT31.manual+aseg.nii.gz"
+
+
+def test_float_label_map_gets_a_warning_and_intensities_do_not(capsys, tmp_path, labels):
+    _, reference, transform = labels
+    values = np.zeros((12, 12, 12), np.float32)
+    values[3:9] = 17.0
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(tmp_path / "flabels.nii.gz"))
+    smooth = sitk.GetImageFromArray(np.random.default_rng(6).normal(100.0, 20.0, (12, 12, 12)).astype(np.float32))
+    sitk.WriteImage(smooth, str(tmp_path / "t1.nii.gz"))
+    common = ["apply", "--reference", reference, "--transform", transform, "--output", tmp_path / "o.nii.gz"]
+    code, _, err = run(capsys, *common, "--input", tmp_path / "flabels.nii.gz")
+    assert code == 0 and "a label map?" in one_line(err, "regsuite: warning: ")
+    code, _, err = run(capsys, *common, "--input", tmp_path / "flabels.nii.gz", "--interpolation", "linear")
+    assert code == 0 and err == ""  # an explicit choice is respected silently
+    code, _, err = run(capsys, *common, "--input", tmp_path / "t1.nii.gz")
+    assert code == 0 and err == ""
+
+
+@pytest.mark.skipif(not OASIS_LABELS.is_file(), reason="shared OASIS-TRT-20 data not present")
+def test_real_float_label_map_keeps_its_labels_with_nearest(capsys, tmp_path):
+    # OASIS-TRT-20 label maps are stored as float32: linear invents ~700k values, nearest none
+    sitk.WriteTransform(sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.05, 0.02, 0.0, (1.3, -0.7, 0.4)),
+                        str(tmp_path / "r.tfm"))
+    common = ["apply", "--reference", OASIS_LABELS, "--input", OASIS_LABELS, "--transform", tmp_path / "r.tfm",
+              "--output", tmp_path / "o.nii.gz"]
+    code, _, err = run(capsys, *common)
+    assert code == 0 and "a label map?" in one_line(err, "regsuite: warning: ")
+    code, _, err = run(capsys, *common, "--interpolation", "nearest")
+    assert code == 0 and err == ""
+    original = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(OASIS_LABELS)))).tolist())
+    warped = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "o.nii.gz")))).tolist())
+    assert warped <= original and len(warped) > 0.95 * len(original)

@@ -243,11 +243,32 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"regsuite: warning: --interpolation {interpolation} on the integer image '{args.input}' "
               f"({image.GetPixelIDTypeAsString()}) blends neighbouring values; a label map needs nearest",
               file=sys.stderr)
+    elif args.interpolation is None and looks_like_labels(image):
+        print(f"regsuite: warning: the float image '{args.input}' holds only a few whole-number values "
+              "(a label map?); linear interpolation invents in-between labels: pass --interpolation nearest "
+              "(or --interpolation linear to keep linear and silence this)", file=sys.stderr)
     default = check_default_value(args.default_value, image)
     warped = sitk.Resample(image, reference, transform, INTERPOLATORS[interpolation], default,
                            image.GetPixelID())
     write_image(warped, args.output)
     return 0
+
+
+#: A float image is taken for a label map when its voxels are whole numbers with at most this
+#: many distinct values (atlases have up to ~1000 labels; intensity images have more values).
+LABEL_LIKE_MAX_VALUES = 1000
+
+
+def looks_like_labels(image: sitk.Image) -> bool:
+    """Whether a float image looks like a label map stored as float (whole numbers, few values).
+
+    The distinct values are counted on at most ~1 million evenly strided voxels.
+    """
+    values = sitk.GetArrayViewFromImage(image).ravel()
+    if values.dtype.kind != "f" or not np.array_equal(values, np.round(values)):
+        return False
+    sample = values[:: max(1, values.size // 1_000_000)]
+    return len(np.unique(sample)) <= LABEL_LIKE_MAX_VALUES
 
 
 def check_default_value(value: float, image: sitk.Image) -> float:
@@ -369,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--output", required=True, help="output image")
     app.add_argument("--interpolation", choices=tuple(INTERPOLATORS), default=None,
                      help="default: nearest for integer images (label maps keep their labels), "
-                          "linear for float images; linear/bspline on an integer image warns")
+                          "linear for float images (a warning when a float image looks like a label "
+                          "map); linear/bspline on an integer image warns")
     app.add_argument("--default-value", type=float, default=0.0,
                      help="value outside the input (default 0); must fit the input's pixel type "
                           "(whole numbers in range for integer images), else refused")
