@@ -461,6 +461,10 @@ def _run(argv: Sequence[str] | None) -> int:
     except RegSuiteError as error:
         print(f"regsuite: error: {_one_line(error)}", file=sys.stderr)
         return int(getattr(error, "exit_code", 1))
+    except BrokenPipeError:  # stdout piped into a reader that stopped (``| head``): end quietly
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as error:
         print(f"regsuite: error: {_one_line(error)}", file=sys.stderr)
         return 1
