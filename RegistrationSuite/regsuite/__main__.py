@@ -6,9 +6,7 @@ Example:
 
 from __future__ import annotations
 
-import sys
-
-from .cli.main import main
+from .cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

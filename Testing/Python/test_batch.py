@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -77,3 +78,58 @@ def test_batch_missing_required_option_is_one_line(batch, mrml, capsys):
     assert batch.main(["--fixed", "a.nrrd"], scene=mrml.scene) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "--moving" in err and "\n" not in err
+
+
+def _files(folder) -> dict[str, tuple[bytes, int]]:
+    """Every entry of ``folder`` (hidden ones too) with bytes and mtime."""
+    return {p.name: (p.read_bytes() if p.is_file() else b"", p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_batch_detached_and_upper_case_outputs_with_capped_threads(batch, mrml, tmp_path, capsys):
+    from regsuite.cli.safety import usable_cores
+
+    paths = sample_paths()
+    preset = tmp_path / "lung-affine.json"
+    preset.write_text(json.dumps(AFFINE_ONLY))
+    code = batch.main(["--fixed", str(paths["fixed"]), "--moving", str(paths["moving"]), "--preset", str(preset),
+                       "--output-transform", str(tmp_path / "T.H5"), "--output-volume", str(tmp_path / "reg.nhdr"),
+                       "--threads", "100000", "--quiet"], scene=mrml.scene)
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert printed.err.strip() == (f"regsuite: warning: --threads 100000 is more than the {usable_cores()} "
+                                   f"usable CPU cores; using {usable_cores()}")
+    # the pixel data sit beside the header under the name the header gives, nothing hidden is left
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["T.H5", "lung-affine.json", "reg.nhdr", "reg.raw.gz"]
+    assert "data file: reg.raw.gz" in (tmp_path / "reg.nhdr").read_text(errors="replace")
+    assert sitk.ReadImage(str(tmp_path / "reg.nhdr")).GetSize() == sitk.ReadImage(str(paths["fixed"])).GetSize()
+    assert sitk.ReadTransform(str(tmp_path / "T.H5")).GetDimension() == 3
+
+
+def test_batch_hostile_inputs_and_outputs_are_refused_before_work(batch, mrml, tmp_path, capsys):
+    paths = sample_paths()
+    preset = tmp_path / "mine.json"
+    preset.write_text(json.dumps(AFFINE_ONLY))
+    whole = tmp_path / "fixed.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(paths["fixed"])), str(whole))
+    (tmp_path / "cut.nii.gz").write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    skewed = sitk.ReadImage(str(paths["fixed"]))
+    skewed.SetDirection((1.0, 0.0, 0.0, 0.25, 1.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(skewed, str(tmp_path / "skew.mha"))
+    (tmp_path / "dir.h5").mkdir()
+    os.link(preset, tmp_path / "alias.h5")  # the preset file under a transform's name (hard link)
+    before = _files(tmp_path)
+    base = {"--fixed": str(whole), "--moving": str(paths["moving"]), "--preset": str(preset),
+            "--output-transform": str(tmp_path / "t.h5")}
+    for change, words in (({"--output-transform": str(tmp_path / "alias.h5")}, "would overwrite the input"),
+                          ({"--output-volume": str(tmp_path / "." / "fixed.nii.gz")}, "would overwrite the input"),
+                          ({"--output-transform": str(tmp_path / "dir.h5")}, "existing folder"),
+                          ({"--output-transform": str(tmp_path / "t.xfm")}, "extension"),
+                          ({"--fixed": str(tmp_path / "cut.nii.gz")}, "truncated"),
+                          ({"--moving": str(tmp_path / "skew.mha")}, "not orthonormal"),
+                          ({"--seed": str(2**64)}, "--seed")):
+        args = {**base, **change}
+        code = batch.main([item for pair in args.items() for item in pair], scene=mrml.scene)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("error:") and words in err and "\n" not in err, err
+        assert ".tmp" not in err
+    assert _files(tmp_path) == before

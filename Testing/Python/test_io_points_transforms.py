@@ -108,6 +108,25 @@ def test_markups_json_coordinate_system(tmp_path):
     np.testing.assert_array_equal(read_points(default), read_points(ras))
 
 
+@pytest.mark.parametrize("document, words", [
+    ('{"markups": [5]}', "markup 1 is not a JSON object"),
+    ('{"markups": [{"controlPoints": {"position": [1, 2, 3]}}]}', "is not a list"),
+    ('{"markups": [{"controlPoints": 7}]}', "is not a list"),
+    ('{"markups": [{"controlPoints": ["a"]}]}', "without a 3D 'position'"),
+    ('{"markups": [{"controlPoints": [{"position": [1, "x", 3]}]}]}', "non-numeric"),
+    ('{"markups": [{"controlPoints": [{"position": [1, true, 3]}]}]}', "non-numeric"),
+    ('{"markups": [{"controlPoints": [{"position": [1, 1' + "0" * 400 + ', 3]}]}]}', "non-numeric"),
+    ('[1, 2]', "no 'markups' list"),
+    ('{"markups": [{"controlPoints": [{"position": [1, 2, 3]}', "not valid JSON"),
+])
+def test_malformed_markups_json_gives_one_line(tmp_path, document, words):
+    path = tmp_path / "bad.mrk.json"
+    path.write_text(document)
+    with pytest.raises(InputError, match="bad.mrk.json") as caught:
+        read_points(path)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_elastix_index_points_on_oblique_reference(tmp_path):
     reference = _oblique_reference()
     indices = np.array([[0.0, 0.0, 0.0], [2.5, 3.25, 1.0], [8.0, 7.0, 6.0]])

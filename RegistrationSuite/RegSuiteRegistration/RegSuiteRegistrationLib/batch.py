@@ -8,9 +8,13 @@ Usage::
         [--fixed-mask fixed_mask.seg.nrrd] [--moving-mask mask.nrrd] [--initial-transform init.tfm] \\
         [--device auto|cpu|cuda] [--threads N] [--quiet]
 
-Exit code 0 on success, 2 for bad input, 1 when the registration fails; on failure one line
-``error: ...`` is printed. Outputs are written under a temporary name and renamed when complete,
-so a failed run never leaves a half-written file; input files are only read.
+Exit code 0 on success, 2 for bad input, 1 when the registration fails, 130 for Ctrl-C and
+128 + n for signal n (SIGTERM, SIGHUP); on failure one line ``error: ...`` is printed. Before
+any work, inputs are checked (truncated NIfTI, non-orthonormal directions) and every output
+(known extension, writable folder, not an input: preset and masks included); ``--threads`` is
+capped to the usable CPU cores. Outputs are written into a hidden private folder, read back,
+and moved into place when complete, so a failed or killed run never leaves a half-written or
+hidden temporary file; input files are only read.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -51,6 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
+
+
+def _check_image_file(path: str, role: str) -> None:
+    """Refuse a truncated NIfTI file or an image whose direction matrix is not orthonormal."""
+    from pathlib import Path  # noqa: PLC0415
+
+    import SimpleITK as sitk  # noqa: PLC0415
+
+    from regsuite.io.integrity import check_direction, check_nifti_complete  # noqa: PLC0415
+
+    check_nifti_complete(Path(path), role)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return  # not an ITK image (e.g. .seg.nrrd read by Slicer): the storage node decides
+    check_direction(reader.GetDirection(), role, f"'{path}'")
+
+
 def _read(scene: Any, path: str, node_class: str, storage_class: str, role: str) -> Any:
     import slicer  # noqa: PLC0415
 
@@ -58,6 +83,8 @@ def _read(scene: Any, path: str, node_class: str, storage_class: str, role: str)
 
     if not os.path.isfile(path):
         raise InputError(f"{role} '{path}' does not exist")
+    if node_class != "vtkMRMLTransformNode":
+        _check_image_file(path, role)
     node = scene.AddNewNodeByClass(node_class, os.path.basename(path).split(".")[0])
     storage = getattr(slicer, storage_class)()
     storage.SetFileName(path)
@@ -79,42 +106,58 @@ def _read_mask(scene: Any, path: str | None, role: str) -> Any:
 
 
 def _write(node: Any, path: str, role: str) -> None:
-    """Write ``node`` with its default storage node to ``path`` atomically."""
-    from regsuite.errors import InputError  # noqa: PLC0415
+    """Write ``node`` with its default storage node to ``path`` atomically, read back first."""
+    from regsuite.errors import RegSuiteError  # noqa: PLC0415
+    from regsuite.io.atomic import atomic_output  # noqa: PLC0415
 
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise InputError(f"folder of the {role} '{path}' does not exist")
-    name = os.path.basename(path)
-    stem, dot, ext = name.partition(".")
-    handle, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=dot + ext, dir=folder)
-    os.close(handle)
-    try:
+    with atomic_output(path) as tmp:
         storage = node.CreateDefaultStorageNode()
         storage.SetFileName(tmp)
         if not storage.WriteData(node):
-            raise InputError(f"{role} cannot be written to '{path}' (unsupported extension?)")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            raise RegSuiteError(f"{role} cannot be written to '{path}'")
+        _verify(node, tmp, path, role)
+
+
+def _verify(node: Any, tmp: str, path: str, role: str) -> None:
+    """Raise RegSuiteError unless ``tmp`` reads back (volumes: same size; a full disk truncates)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    import SimpleITK as sitk  # noqa: PLC0415
+
+    from regsuite.errors import InputError, RegSuiteError  # noqa: PLC0415
+    from regsuite.io.integrity import check_nifti_complete  # noqa: PLC0415
+
+    try:
+        if node.IsA("vtkMRMLVolumeNode"):
+            check_nifti_complete(Path(tmp), role)
+            size = tuple(sitk.ReadImage(tmp).GetSize())
+            if size != tuple(node.GetImageData().GetDimensions()):
+                raise RuntimeError("size differs")
+        elif b"Inverse" not in Path(tmp).read_bytes()[:1 << 20]:  # SimpleITK cannot read Inverse* transforms
+            sitk.ReadTransform(tmp)
+    except (RuntimeError, InputError):
+        raise RegSuiteError(f"{role} '{path}' was not written completely (disk full?)") from None
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output: known extension, writable folder, not a folder, not an input, not twice."""
+    from regsuite.cli.safety import check_distinct, check_output, preset_file  # noqa: PLC0415
+
+    check_output(args.output_transform, TRANSFORM_SUFFIXES, "--output-transform")
+    check_output(args.output_volume, VOLUME_SUFFIXES, "--output-volume")
+    check_distinct([args.fixed, args.moving, args.fixed_mask, args.moving_mask, args.initial_transform,
+                    preset_file(args.preset)], [args.output_transform, args.output_volume])
 
 
 def run(args: argparse.Namespace, scene: Any) -> int:
     """Register the files named in ``args`` inside ``scene``; raises RegSuiteError on failure."""
     from RegSuiteRegistrationLib.logic import RegSuiteRegistrationLogic  # noqa: PLC0415
 
-    from regsuite.errors import InputError  # noqa: PLC0415
+    from regsuite.cli.safety import check_seed, usable_threads  # noqa: PLC0415
 
-    inputs = {os.path.abspath(p) for p in (args.fixed, args.moving, args.fixed_mask, args.moving_mask,
-                                            args.initial_transform) if p}
-    for option, value in (("--output-transform", args.output_transform), ("--output-volume", args.output_volume)):
-        if not value:
-            continue
-        if os.path.abspath(value) in inputs:
-            raise InputError(f"{option} '{value}' is an input file; choose another path")
-        if not os.path.isdir(os.path.dirname(os.path.abspath(value))):
-            raise InputError(f"folder of {option} '{value}' does not exist")
+    _check_outputs(args)
+    args.threads = usable_threads(args.threads)
+    check_seed(args.seed)
     fixed = _read(scene, args.fixed, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", "fixed image")
     moving = _read(scene, args.moving, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", "moving image")
     fixed_mask = _read_mask(scene, args.fixed_mask, "fixed mask")
@@ -162,14 +205,30 @@ def main(argv: Sequence[str] | None = None, scene: Any = None) -> int:
         import slicer  # noqa: PLC0415
 
         scene = slicer.mrmlScene
+    from regsuite.cli.safety import Terminated, termination_as_exception  # noqa: PLC0415
+
     try:
-        return run(args, scene)
+        with termination_as_exception():
+            return run(args, scene)
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RegSuiteError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return error.exit_code or EXIT_FAILED
+    except OSError as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("error: interrupted; no output written", file=sys.stderr)
+        return 130
+    except Terminated as stop:
+        print(f"error: terminated by {stop}; no output written", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..io.atomic import check_output_path
 
 DEMO_PRESET = "lung-ct"
 #: Iterations per pyramid level with ``--quick`` (a smoke run, not a good registration).
@@ -58,15 +59,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..io.transforms import write_displacement_field, write_transform
     from ..visualize import save_overview
     from .main import cast_like, run_registration, stage_outputs, write_json
+    from .safety import usable_threads
 
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    args.threads = usable_threads(args.threads)
     paths = sample_paths()
     folder = Path(args.output_dir)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"demo output folder '{folder}' exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     out = {key: folder / name for key, name in DEMO_FILES.items()}
+    for path in out.values():
+        check_output_path(path, "demo output")  # before the registration, not after it
 
     fixed = read_image(paths["fixed"], "sample fixed image")
     moving = read_image(paths["moving"], "sample moving image")

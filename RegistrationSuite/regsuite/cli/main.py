@@ -29,6 +29,8 @@ import SimpleITK as sitk
 
 from ..errors import InputError, PresetError, RegSuiteError, TransformFileError
 from ..io.atomic import atomic_output, split_suffix
+from .safety import (Terminated, check_distinct, check_output, check_seed, preset_file,
+                     termination_as_exception, usable_threads)
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 FIELD_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
@@ -51,33 +53,6 @@ class _Parser(argparse.ArgumentParser):
 def suffix_of(path: str | os.PathLike[str]) -> str:
     """Lower-case extension, double ones (``.nii.gz``) kept."""
     return split_suffix(Path(path).name)[1].lower()
-
-
-def check_output(path: str | None, allowed: Sequence[str], what: str) -> None:
-    """Raise :class:`InputError` when ``path`` has a wrong extension or no existing folder."""
-    if path is None:
-        return
-    suffix = suffix_of(path)
-    if suffix not in allowed:
-        raise InputError(f"{what} '{path}' has extension '{suffix or '(none)'}'; use {', '.join(allowed)}")
-    folder = Path(path).parent
-    if str(folder) and not folder.is_dir():
-        raise InputError(f"{what} '{path}': folder '{folder}' does not exist")
-
-
-def check_distinct(inputs: Sequence[str | None], outputs: Sequence[str | None]) -> None:
-    """Outputs must differ from each other and from every input (inputs are never modified)."""
-    seen: dict[Path, str] = {}
-    for path in outputs:
-        if path is None:
-            continue
-        resolved = Path(path).resolve()
-        if resolved in seen:
-            raise InputError(f"output '{path}' is given twice")
-        seen[resolved] = path
-    for path in inputs:
-        if path is not None and Path(path).resolve() in seen:
-            raise InputError(f"output '{seen[Path(path).resolve()]}' would overwrite the input '{path}'")
 
 
 def native_pixel_id(path: str | os.PathLike[str]) -> int | None:
@@ -109,16 +84,9 @@ def cast_like(image: sitk.Image, pixel_id: int | None) -> sitk.Image:
 
 def read_native(path: str, role: str) -> sitk.Image:
     """Read an image keeping its pixel type (validated as a 3D scalar image)."""
-    from ..io.images import read_image
+    from ..io.images import read_native_image
 
-    if Path(path).is_dir() or not Path(path).exists():
-        return read_image(path, role)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        return read_image(path, role)  # raises a one-line InputError
-    read_image(image, f"{role} '{path}'")  # checks dimension, components, finite values
-    return image
+    return read_native_image(path, role)
 
 
 def write_json(data: Any, path: str | os.PathLike[str]) -> None:
@@ -179,10 +147,10 @@ def cmd_register(args: argparse.Namespace) -> int:
     check_output(args.log_json, (".json",), "JSON log")
     outputs = [args.output_transform, args.output_inverse, args.output_image, args.output_field,
                args.output_jacobian, args.log_json]
-    check_distinct([args.fixed, args.moving, args.fixed_mask, args.moving_mask, args.initial_transform],
-                   outputs)
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    check_distinct([args.fixed, args.moving, args.fixed_mask, args.moving_mask, args.initial_transform,
+                    preset_file(args.preset)], outputs)
+    args.threads = usable_threads(args.threads)
+    check_seed(args.seed)
 
     initial = read_transform(args.initial_transform) if args.initial_transform else None
     linear = config.is_linear and (initial is None or is_linear(initial))
@@ -268,10 +236,56 @@ def cmd_apply(args: argparse.Namespace) -> int:
     transform = read_transform(args.transform)
     reference = read_image(args.reference, "reference image")
     image = read_native(args.input, "input image")
-    warped = sitk.Resample(image, reference, transform, INTERPOLATORS[args.interpolation],
-                           float(args.default_value), image.GetPixelID())
+    integer = sitk.GetArrayViewFromImage(image).dtype.kind in "iu"
+    interpolation = args.interpolation or ("nearest" if integer else "linear")
+    if integer and interpolation != "nearest":
+        print(f"regsuite: warning: --interpolation {interpolation} on the integer image '{args.input}' "
+              f"({image.GetPixelIDTypeAsString()}) blends neighbouring values; a label map needs nearest",
+              file=sys.stderr)
+    elif args.interpolation is None and looks_like_labels(image):
+        print(f"regsuite: warning: the float image '{args.input}' holds only a few whole-number values "
+              "(a label map?); linear interpolation invents in-between labels: pass --interpolation nearest "
+              "(or --interpolation linear to keep linear and silence this)", file=sys.stderr)
+    default = check_default_value(args.default_value, image)
+    warped = sitk.Resample(image, reference, transform, INTERPOLATORS[interpolation], default,
+                           image.GetPixelID())
     write_image(warped, args.output)
     return 0
+
+
+#: A float image is taken for a label map when its voxels are whole numbers with at most this
+#: many distinct values (atlases have up to ~1000 labels; intensity images have more values).
+LABEL_LIKE_MAX_VALUES = 1000
+
+
+def looks_like_labels(image: sitk.Image) -> bool:
+    """Whether a float image looks like a label map stored as float (whole numbers, few values).
+
+    The distinct values are counted on at most ~1 million evenly strided voxels.
+    """
+    values = sitk.GetArrayViewFromImage(image).ravel()
+    if values.dtype.kind != "f" or not np.array_equal(values, np.round(values)):
+        return False
+    sample = values[:: max(1, values.size // 1_000_000)]
+    return len(np.unique(sample)) <= LABEL_LIKE_MAX_VALUES
+
+
+def check_default_value(value: float, image: sitk.Image) -> float:
+    """``value`` if the pixel type of ``image`` holds it exactly; :class:`InputError` otherwise.
+
+    An integer image takes whole numbers in its type's range (anything else would wrap or be
+    truncated); a float image takes any number its type can hold.
+    """
+    dtype = sitk.GetArrayViewFromImage(image).dtype
+    kind = image.GetPixelIDTypeAsString()
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if not np.isfinite(value) or value != np.floor(value) or not info.min <= value <= info.max:
+            raise InputError(f"--default-value {value:g} does not fit the input image's pixel type "
+                             f"({kind}: whole numbers {info.min} .. {info.max})")
+    elif np.isfinite(value) and abs(value) > np.finfo(dtype).max:
+        raise InputError(f"--default-value {value:g} does not fit the input image's pixel type ({kind})")
+    return float(value)
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -314,6 +328,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
         source = _preset_file(name, preset_path)
         load_preset(str(source))
         check_output(destination, (".json",), "preset copy")
+        check_distinct([str(source)], [destination])
         if Path(destination).exists() and not args.force:
             raise InputError(f"preset copy '{destination}' already exists; use --force to replace it")
         with atomic_output(destination) as tmp:
@@ -372,8 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--input", required=True, help="image to resample (its pixel type is kept)")
     app.add_argument("--transform", required=True, help="transform file (reference world -> input world)")
     app.add_argument("--output", required=True, help="output image")
-    app.add_argument("--interpolation", choices=tuple(INTERPOLATORS), default="linear")
-    app.add_argument("--default-value", type=float, default=0.0, help="value outside the input (default 0)")
+    app.add_argument("--interpolation", choices=tuple(INTERPOLATORS), default=None,
+                     help="default: nearest for integer images (label maps keep their labels), "
+                          "linear for float images (a warning when a float image looks like a label "
+                          "map); linear/bspline on an integer image warns")
+    app.add_argument("--default-value", type=float, default=0.0,
+                     help="value outside the input (default 0); must fit the input's pixel type "
+                          "(whole numbers in range for integer images), else refused")
     app.set_defaults(handler=cmd_apply)
 
     ev = commands.add_parser("evaluate", help="Dice/HD95, landmark errors and Jacobian statistics")
@@ -412,8 +432,21 @@ def _demo_handler(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``regsuite`` command with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    parser = build_parser()
     try:
+        with termination_as_exception():
+            return _run(argv)
+    except KeyboardInterrupt:
+        print("\nregsuite: interrupted; no output written", file=sys.stderr)
+        return 130
+    except Terminated as stop:
+        print(f"\nregsuite: terminated by {stop}; no output written", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse and run one command; expected problems become one line on stderr and a status."""
+    try:
+        parser = build_parser()
         args = parser.parse_args(list(argv) if argv is not None else None)
         if args.command is None:
             parser.print_help(sys.stderr)
@@ -427,9 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RegSuiteError as error:
         print(f"regsuite: error: {_one_line(error)}", file=sys.stderr)
         return int(getattr(error, "exit_code", 1))
-    except KeyboardInterrupt:
-        print("\nregsuite: interrupted; no output written", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # stdout piped into a reader that stopped (``| head``): end quietly
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as error:
         print(f"regsuite: error: {_one_line(error)}", file=sys.stderr)
         return 1

@@ -21,11 +21,16 @@ from typing import Union
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
+from ..errors import InputError, RegSuiteError
 from ..geometry import geometry_differences
-from .atomic import atomic_output
+from .atomic import atomic_output, check_suffix, native_stderr_silenced, split_suffix
+from .integrity import check_dicom_series, check_direction, check_nifti_complete, verify_written_image
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: Extensions :func:`write_image` writes (any case; a detached ``.mhd``/``.nhdr`` header gets a
+#: ``.zraw``/``.raw.gz`` data file beside it).
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 _INTEGER_PIXELS = {
     sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
@@ -40,11 +45,36 @@ def _read_any(path: PathLike, role: str) -> sitk.Image:
         raise InputError(f"{role} '{location}' does not exist")
     if location.is_dir():
         return _read_dicom_folder(location, role)
+    check_nifti_complete(location, role)
     try:
-        return sitk.ReadImage(str(location))
+        return _read_file(location)
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown format"
         raise InputError(f"{role} '{location}' cannot be read as an image ({_short(reason)})") from None
+
+
+def _itk_reason(error: RuntimeError) -> str:
+    """The part of an ITK exception after ``ITK ERROR: ...:`` (no source paths or addresses)."""
+    text = " ".join(str(error).split())
+    marker = text.rfind("ITK ERROR:")
+    if marker >= 0:
+        text = text[marker + len("ITK ERROR:"):]
+        text = text.split("): ", 1)[-1] if "): " in text else text
+    return _short(text.strip() or "unknown error")
+
+
+#: ITK picks a reader by the lower-case suffix; files named ``.MHA``/``.NRRD`` (as the command
+#: line may write them) get the reader named here.
+_READERS = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO"}
+
+
+def _read_file(location: Path) -> sitk.Image:
+    suffix = split_suffix(location.name)[1]
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(location))
+    if suffix != suffix.lower() and suffix.lower() in _READERS:
+        reader.SetImageIO(_READERS[suffix.lower()])
+    return reader.Execute()
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -63,6 +93,7 @@ def _read_dicom_folder(folder: Path, role: str) -> sitk.Image:
         raise InputError(f"{role} folder '{folder}' holds no DICOM series")
     files_per_series = [reader.GetGDCMSeriesFileNames(str(folder), uid) for uid in series]
     files = max(files_per_series, key=len)
+    check_dicom_series(files, folder, role)
     reader.SetFileNames(files)
     try:
         return reader.Execute()
@@ -92,6 +123,20 @@ def _as_3d(image: sitk.Image, role: str, where: str) -> sitk.Image:
         size = "x".join(str(n) for n in image.GetSize())
         raise InputError(f"{role} {where} has a single voxel along an axis (size {size}); "
                          "a 3D volume is needed")
+    check_direction(image, role, where)
+    return image
+
+
+def read_native_image(path: PathLike, role: str = "image") -> sitk.Image:
+    """Read a 3D scalar image keeping its pixel type (same checks as :func:`read_image`).
+
+    Example:
+        >>> image = read_native_image("labels.nii.gz", "input image")  # doctest: +SKIP
+    """
+    image = _as_3d(_read_any(path, role), role, _where(path))
+    if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+        raise InputError(f"{role} '{path}' has complex voxels; a real scalar image is needed")
+    _check_finite(image, role, _where(path))
     return image
 
 
@@ -181,17 +226,33 @@ def read_mask(path_or_image: PathLike | sitk.Image, reference: sitk.Image,
     return mask
 
 
+def raw_size(image: sitk.Image) -> int:
+    """Bytes of the voxel data of ``image`` (the size of an uncompressed file, less its header)."""
+    item = sitk.GetArrayViewFromImage(sitk.Image([1] * image.GetDimension(), image.GetPixelID(),
+                                                  image.GetNumberOfComponentsPerPixel())).itemsize
+    return int(np.prod(image.GetSize(), dtype=np.int64)) * image.GetNumberOfComponentsPerPixel() * item
+
+
 def write_image(image: sitk.Image, path: PathLike) -> None:
     """Write ``image`` atomically with compression; the format follows the file extension.
+
+    Upper-case suffixes (``.MHA``) give the same format as lower-case ones. Before anything is
+    written, an uncompressed ``.nii`` must fit in the free space; afterwards the file is read back
+    and compared with ``image`` before it is moved into place (a full disk may truncate it
+    silently), so a damaged image never appears under ``path``.
 
     Example:
         >>> write_image(sitk.Image([4, 4, 4], sitk.sitkFloat32), "out.nrrd")  # doctest: +SKIP
     """
-    with atomic_output(path) as tmp:
+    compressed = check_suffix(path, IMAGE_SUFFIXES, "image") != ".nii"
+    with atomic_output(path, expected_bytes=None if compressed else raw_size(image) + 352) as tmp:
         try:
-            sitk.WriteImage(image, tmp, useCompression=True)
+            with native_stderr_silenced():
+                sitk.WriteImage(image, tmp, useCompression=True)
         except RuntimeError as error:
-            raise InputError(f"image cannot be written to '{path}' ({_short(str(error))})") from None
+            raise RegSuiteError(f"image cannot be written to '{path}' ({_itk_reason(error)})") from None
+        with native_stderr_silenced():
+            verify_written_image(image, tmp, str(path))
 
 
 def _sample_points_world(image: sitk.Image, per_axis: int = 20) -> np.ndarray:

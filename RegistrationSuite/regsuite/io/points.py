@@ -221,19 +221,26 @@ def _read_markups_json(text: str, location: Path, frame: str | None) -> np.ndarr
     if not isinstance(markups, list):
         raise InputError(f"point file '{location}' has no 'markups' list")
     collected = []
-    for markup in markups:
+    for number, markup in enumerate(markups, start=1):
+        if not isinstance(markup, dict):
+            raise InputError(f"point file '{location}': markup {number} is not a JSON object")
         system = str(markup.get("coordinateSystem", "RAS")).upper()
         if frame:
             system = frame.upper()
         if system not in ("RAS", "LPS"):
             raise InputError(f"point file '{location}': unknown coordinateSystem {system!r}")
-        for point in markup.get("controlPoints", []) or []:
-            position = point.get("position")
+        points = markup.get("controlPoints", []) or []
+        if not isinstance(points, list):
+            raise InputError(f"point file '{location}': 'controlPoints' of markup {number} is not a list")
+        for point in points:
+            position = point.get("position") if isinstance(point, dict) else None
             if not isinstance(position, list) or len(position) != 3:
                 raise InputError(f"point file '{location}': control point without a 3D 'position'")
             try:
+                if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in position):
+                    raise TypeError
                 xyz = np.array([float(v) for v in position])
-            except (TypeError, ValueError):
+            except (TypeError, OverflowError):
                 raise InputError(f"point file '{location}': non-numeric control point position") from None
             collected.append(_to_lps(xyz, system))
     return np.array(collected, dtype=float).reshape(-1, 3)

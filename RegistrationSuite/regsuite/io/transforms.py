@@ -23,9 +23,10 @@ from typing import Union
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError, TransformFileError
+from ..errors import InputError, RegSuiteError, TransformFileError
 from ..geometry import same_grid
-from .atomic import atomic_output, split_suffix
+from .atomic import atomic_output, native_stderr_silenced, split_suffix
+from .integrity import transform_size, verify_written_image, verify_written_transform
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -162,7 +163,7 @@ def write_transform(transform: sitk.Transform, path: PathLike) -> None:
     """Write ``transform`` atomically; the extension decides what is allowed.
 
     ``.tfm``/``.txt``/``.mat``: linear only (a linear composite is flattened into one affine;
-    ``.mat`` always gets an affine). ``.h5``/``.hdf5``: anything.
+    ``.mat`` always gets an affine). ``.h5``/``.hdf5``: anything. Suffixes are case-insensitive.
 
     Example:
         >>> write_transform(sitk.AffineTransform(3), "affine.tfm")  # doctest: +SKIP
@@ -178,11 +179,16 @@ def write_transform(transform: sitk.Transform, path: PathLike) -> None:
     elif suffix not in ANY_SUFFIXES:
         raise TransformFileError(
             f"transform file '{path}' has extension '{suffix}'; use .tfm/.txt/.mat (linear) or .h5")
-    with atomic_output(path) as tmp:
+    # Free space is checked first (HDF5 crashes on a full disk) and the file is read back before
+    # it is moved into place.
+    with atomic_output(path, expected_bytes=transform_size(transform) + 65536) as tmp:
         try:
-            sitk.WriteTransform(transform, tmp)
+            with native_stderr_silenced():  # HDF5 prints a screenful of errors before raising
+                sitk.WriteTransform(transform, tmp)
         except RuntimeError as error:
-            raise TransformFileError(f"transform cannot be written to '{path}' ({_short(str(error))})") from None
+            raise RegSuiteError(f"transform cannot be written to '{path}' ({_short(str(error))})") from None
+        with native_stderr_silenced():
+            verify_written_transform(transform, tmp, str(path))
 
 
 def displacement_field(transform: sitk.Transform, reference: sitk.Image) -> sitk.Image:
@@ -224,8 +230,12 @@ def write_displacement_field(transform_or_field: sitk.Transform | sitk.Image,
         if reference is None:
             raise InputError(f"a reference grid is needed to write '{path}' from a transform")
         field = displacement_field(transform_or_field, reference)
-    with atomic_output(path) as tmp:
+    raw = None if suffix != ".nii" else 8 * 3 * int(np.prod(field.GetSize(), dtype=np.int64)) + 352
+    with atomic_output(path, expected_bytes=raw) as tmp:
         try:
-            sitk.WriteImage(field, tmp, useCompression=True)
+            with native_stderr_silenced():
+                sitk.WriteImage(field, tmp, useCompression=True)
         except RuntimeError as error:
             raise TransformFileError(f"displacement field cannot be written to '{path}' ({_short(str(error))})") from None
+        with native_stderr_silenced():
+            verify_written_image(field, tmp, str(path))
