@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from regsuite.errors import InputError, TransformFileError
 from regsuite.io.compact_h5 import FIELD_QUANTUM_MM, quantize
-from regsuite.io.transforms import read_transform, write_transform
+from regsuite.io.transforms import read_transform, write_composite_from_parts, write_transform
 
 h5py = pytest.importorskip("h5py")
 
@@ -109,6 +109,28 @@ def test_layout_is_itks_with_a_compressed_float32_field(tmp_path: Path) -> None:
     points = _points(reference, 100)
     # the affine (largest singular value < 1.1) stretches the field's shift by at most 1.1
     assert _shift(_map(read_back, points), _map(composite, points)) <= 1.1 * BOUND
+
+
+def test_composite_from_part_files_reuses_the_stored_field(tmp_path: Path) -> None:
+    """The job worker's transform.h5: the parts' compressed field copied, the same mapping."""
+    reference = _reference((14, 12, 10))
+    parts = [sitk.AffineTransform((1.02, 0.0, 0.01, 0.0, 0.98, 0.0, 0.02, 0.0, 1.0), (1.0, 2.0, -1.0)),
+             _field(reference)]
+    paths = [tmp_path / "part-1-linear.tfm", tmp_path / "part-2-field.h5"]
+    for part, path in zip(parts, paths):
+        write_transform(part, path)
+    write_composite_from_parts(parts, paths, tmp_path / "transform.h5")
+    write_transform(sitk.CompositeTransform(parts), tmp_path / "direct.h5")
+    with h5py.File(tmp_path / "transform.h5", "r") as built, h5py.File(tmp_path / "direct.h5", "r") as direct:
+        for name in ("0/TransformType", "1/TransformParameters", "2/TransformType", "2/TransformParameters",
+                     "2/TransformFixedParameters"):
+            assert np.array_equal(built[f"TransformGroup/{name}"][()], direct[f"TransformGroup/{name}"][()]), name
+        assert built["TransformGroup/2/TransformParameters"].compression == "gzip"
+    points = _points(reference, 100)
+    whole, part_field = read_transform(tmp_path / "transform.h5"), read_transform(paths[1])
+    expected = _map(sitk.CompositeTransform([read_transform(paths[0]), part_field]), points)
+    assert _shift(_map(whole, points), expected) < 1e-9  # exactly the part files' transform
+    assert sorted(os.listdir(tmp_path)) == ["direct.h5", "part-1-linear.tfm", "part-2-field.h5", "transform.h5"]
 
 
 @pytest.mark.slow  # importing ITK Python's transform I/O takes ~40 s on 2 busy cores

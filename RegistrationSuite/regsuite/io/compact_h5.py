@@ -74,11 +74,6 @@ def leaves(transform: sitk.Transform) -> list[sitk.Transform]:
         return [transform]
 
 
-def has_field(transform: sitk.Transform) -> bool:
-    """True when ``transform`` is, or holds, a ``DisplacementFieldTransform``."""
-    return any(piece.GetName() == _FIELD_TYPE for piece in leaves(transform))
-
-
 def quantize(values: np.ndarray, quantum: float) -> np.ndarray:
     """``values`` rounded to the nearest multiple of ``quantum``, as a new flat float32 array.
 
@@ -126,9 +121,10 @@ def _field_values(piece: sitk.Transform, quantum: float) -> np.ndarray:
     return values
 
 
-def write_compact_h5(transform: sitk.Transform, path: PathLike, quantum: float = FIELD_QUANTUM_MM,
-                     level: int = GZIP_LEVEL) -> None:
-    """Write ``transform`` to ``path`` (an ``.h5`` file; not atomic: give it a temporary name).
+def write_compact_h5(transform: sitk.Transform | list[sitk.Transform], path: PathLike,
+                     quantum: float = FIELD_QUANTUM_MM, level: int = GZIP_LEVEL) -> None:
+    """Write ``transform`` (or the composite of a list of its :func:`leaves`) to ``path``, an
+    ``.h5`` file; not atomic: give it a temporary name.
 
     Every ``DisplacementFieldTransform`` piece is stored quantized to ``quantum`` mm, as float32,
     shuffled and gzipped (``level`` 1-9); everything else exactly as ``sitk.WriteTransform``
@@ -141,7 +137,8 @@ def write_compact_h5(transform: sitk.Transform, path: PathLike, quantum: float =
         raise InputError(f"field quantum must be a positive number of mm, got {quantum}")
     if not 1 <= int(level) <= 9:
         raise InputError(f"gzip level must be 1-9, got {level}")
-    pieces = leaves(transform)
+    # (a list saves taking a large composite apart again: each GetNthTransform copies a field)
+    pieces = list(transform) if isinstance(transform, (list, tuple)) else leaves(transform)
     stand_ins = [_placeholder() if piece.GetName() == _FIELD_TYPE else piece for piece in pieces]
     written = stand_ins[0] if len(pieces) == 1 else sitk.CompositeTransform(stand_ins)
     first = 0 if len(pieces) == 1 else 1  # group 0 holds the composite header
@@ -165,3 +162,44 @@ def write_compact_h5(transform: sitk.Transform, path: PathLike, quantum: float =
     except (RuntimeError, OSError, KeyError) as error:
         raise TransformFileError(f"transform cannot be written to '{path}' ({' '.join(str(error).split())[:160]})") \
             from None
+
+
+def _group_of(leaf: int, count: int) -> str:
+    """HDF5 group of leaf number ``leaf`` in a file holding ``count`` leaves (0 holds a composite's header)."""
+    return f"TransformGroup/{leaf if count == 1 else leaf + 1}"
+
+
+def write_compact_composite(parts: list[sitk.Transform], part_files: list[PathLike], path: PathLike) -> None:
+    """Write the composite of ``parts`` (ITK order) to ``path`` reusing the parts' compact files.
+
+    ``part_files[i]`` holds ``parts[i]`` as :func:`write_compact_h5` (or ITK, for a piece without a
+    field) wrote it. Each displacement field's stored datasets are copied from there as they are
+    (compressed chunks, no second quantization or compression), so the composite maps points
+    exactly like the part files. Not atomic: give ``path`` a temporary name.
+    """
+    import h5py  # noqa: PLC0415
+
+    if len(parts) != len(part_files):
+        raise InputError(f"{len(parts)} transform parts but {len(part_files)} part files")
+    pieces = [leaves(part) for part in parts]
+    flat = [piece for group in pieces for piece in group]
+    stand_ins = [_placeholder() if piece.GetName() == _FIELD_TYPE else piece for piece in flat]
+    try:
+        sitk.WriteTransform(stand_ins[0] if len(flat) == 1 else sitk.CompositeTransform(stand_ins), os.fspath(path))
+        with h5py.File(os.fspath(path), "r+") as store:
+            first = 0  # leaf number of the part's first piece in the composite
+            for group, source_path in zip(pieces, part_files):
+                fields = [index for index, piece in enumerate(group) if piece.GetName() == _FIELD_TYPE]
+                if fields:
+                    with h5py.File(os.fspath(source_path), "r") as source:
+                        for index in fields:
+                            target = store[_group_of(first + index, len(flat))]
+                            origin = source[_group_of(index, len(group))]
+                            for name in ("TransformParameters", "TransformFixedParameters"):
+                                del target[name]
+                                source.copy(origin[name], target, name)
+                first += len(group)
+    except (RuntimeError, OSError, KeyError) as error:
+        raise TransformFileError(f"transform cannot be written to '{path}' ({' '.join(str(error).split())[:160]})") \
+            from None
+

@@ -25,7 +25,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError, TransformFileError
 from .atomic import atomic_output, split_suffix
-from .compact_h5 import FIELD_QUANTUM_MM, h5py_available, has_field, write_compact_h5
+from .compact_h5 import FIELD_QUANTUM_MM, h5py_available, leaves, write_compact_composite, write_compact_h5
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -183,16 +183,35 @@ def write_transform(transform: sitk.Transform, path: PathLike,
     elif suffix not in ANY_SUFFIXES:
         raise TransformFileError(
             f"transform file '{path}' has extension '{suffix}'; use .tfm/.txt/.mat (linear) or .h5")
-    compact = (suffix in ANY_SUFFIXES and field_quantum is not None and has_field(transform)
-               and h5py_available())
+    pieces = leaves(transform) if suffix in ANY_SUFFIXES and field_quantum is not None and h5py_available() else []
+    compact = any(piece.GetName() == "DisplacementFieldTransform" for piece in pieces)
     with atomic_output(path) as tmp:
         if compact:
-            write_compact_h5(transform, tmp, float(field_quantum))
+            write_compact_h5(pieces, tmp, float(field_quantum))
         else:
             try:
                 sitk.WriteTransform(transform, tmp)
             except RuntimeError as error:
                 raise TransformFileError(f"transform cannot be written to '{path}' ({_short(str(error))})") from None
+
+
+def write_composite_from_parts(parts: list[sitk.Transform], part_paths: list[PathLike], path: PathLike) -> None:
+    """Write the composite of ``parts`` atomically to ``.h5`` ``path``, given the files the parts
+    were just written to with :func:`write_transform` (same defaults).
+
+    A displacement field's compressed data is copied from its part file rather than quantized and
+    compressed a second time; without a field (or without h5py) this is ``write_transform``.
+
+    Example:
+        >>> write_composite_from_parts(result.parts, ["p1.tfm", "p2.h5"], "transform.h5")  # doctest: +SKIP
+    """
+    pieces = [piece for part in parts for piece in leaves(part)]  # (a composite copies its fields)
+    if (_suffix(path) not in ANY_SUFFIXES or not h5py_available()
+            or not any(piece.GetName() == "DisplacementFieldTransform" for piece in pieces)):
+        write_transform(parts[0] if len(parts) == 1 else sitk.CompositeTransform(list(parts)), path)
+        return
+    with atomic_output(path) as tmp:
+        write_compact_composite(list(parts), list(part_paths), tmp)
 
 
 def displacement_field(transform: sitk.Transform, reference: sitk.Image) -> sitk.Image:

@@ -108,7 +108,7 @@ class _Job:
 
     def write(self, result: Any) -> JobResult:
         """Write the parts, the composite, the inverse, then ``result.json``; all or nothing."""
-        from ..io.transforms import write_transform
+        from ..io.transforms import write_composite_from_parts, write_transform
 
         files = self.files
         try:
@@ -116,7 +116,8 @@ class _Job:
             paths = [files.part(number, kind) for number, kind in enumerate(kinds, 1)]
             for part, path in zip(result.parts, paths):
                 write_transform(part, path)
-            write_transform(result.transform, files.transform)
+            # the composite reuses the parts' compressed field instead of compressing it again
+            write_composite_from_parts(result.parts, paths, files.transform)
             inverse = result.inverse if self.request.write_inverse else None
             if inverse is not None:
                 write_transform(inverse, files.inverse)
