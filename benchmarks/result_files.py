@@ -41,8 +41,8 @@ for entry in (REPO, REPO / "RegistrationSuite"):
     if str(entry) not in sys.path:
         sys.path.insert(0, str(entry))
 
-from regsuite.io.compact_h5 import FIELD_QUANTUM_MM  # noqa: E402
-from regsuite.io.transforms import read_transform, write_transform  # noqa: E402
+from regsuite.io.compact_h5 import FIELD_QUANTUM_MM, leaves  # noqa: E402
+from regsuite.io.transforms import read_transform, write_composite_from_parts, write_transform  # noqa: E402
 
 
 def summary(differences: np.ndarray) -> dict[str, float]:
@@ -143,6 +143,12 @@ def measure(transform: sitk.Transform, fixed: sitk.Image, points: np.ndarray, qu
     timed(lambda: write_transform(transform, full_path, field_quantum=None), report, "full_write", repeat)
     timed(lambda: write_transform(transform, compact_path, field_quantum=quantum), report, "compact_write", repeat)
     report["full_bytes"], report["compact_bytes"] = os.path.getsize(full_path), os.path.getsize(compact_path)
+    parts = leaves(transform)  # the job worker's files: each part, then the composite from them
+    part_paths = [os.path.join(folder, f"part-{n}.{'tfm' if part.IsLinear() else 'h5'}") for n, part in enumerate(parts)]
+    for part, part_path in zip(parts, part_paths):
+        write_transform(part, part_path, field_quantum=quantum)
+    timed(lambda: write_composite_from_parts(parts, part_paths, os.path.join(folder, "job.h5")), report,
+          "composite_from_parts_write", repeat)
     full = timed(lambda: read_transform(full_path), report, "full_read_sitk", repeat)
     compact = timed(lambda: read_transform(compact_path), report, "compact_read_sitk", repeat)
     reference = sitk_map(full, points)
