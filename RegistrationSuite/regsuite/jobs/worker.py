@@ -110,9 +110,14 @@ class _Job:
         """Write the parts, the composite, the inverse, then ``result.json``; all or nothing."""
         from ..io.transforms import write_composite_from_parts, write_transform
 
+        from ..io.compact_h5 import h5py_available
+
         files = self.files
         try:
             kinds = [part_kind(part) for part in result.parts]
+            if "field" in kinds and not h5py_available():
+                self.log("h5py is not installed: the displacement field is written at full precision, "
+                         "uncompressed (about 10x larger; 'pip install h5py' makes it compact)")
             paths = [files.part(number, kind) for number, kind in enumerate(kinds, 1)]
             for part, path in zip(result.parts, paths):
                 write_transform(part, path)
