@@ -289,6 +289,7 @@ def test_register_rigid_recovers_shift(capsys, tmp_path, pair):
     inverse = sitk.ReadTransform(str(out["inv.tfm"]))
     assert np.allclose(inverse.TransformPoint(transform.TransformPoint(centre)), centre, atol=1e-4)
     field = sitk.ReadImage(str(out["field.nii.gz"]))
+    assert field.GetPixelID() == sitk.sitkVectorFloat32  # as ANTs and Greedy write fields
     assert np.allclose(field[11, 11, 11], moved, atol=0.3)
     jac = sitk.GetArrayFromImage(sitk.ReadImage(str(out["jac.nii.gz"])))
     assert np.allclose(jac, 1.0, atol=1e-3)  # rigid: volume preserved

@@ -157,6 +157,23 @@ def test_deformable_parts_are_written_separately_and_match_in_process(images, tm
     np.testing.assert_allclose(_mapped(local.load_transform()), _mapped(whole), atol=1e-5)
 
 
+def test_field_result_files_share_one_compact_field(images, tmp_path):
+    """A svf result: part-2-field.h5 and transform.h5 hold the same compact field (copied once written)."""
+    h5py = pytest.importorskip("h5py")
+    svf = {"name": "test-svf", "initialization": "geometry",
+           "stages": [{"model": "rigid", "learning_rate": 1.0, "levels": [[2, 1, 30]]},
+                      {"model": "svf", "metric": "mse", "optimizer": "gaussian", "learning_rate": 0.5,
+                       "levels": [[2, 1, 5]]}]}
+    result = run_in_process(_request(images, tmp_path / "job", svf))
+    assert result.part_kinds == ["linear", "field"]
+    with h5py.File(result.part_paths[1], "r") as part, h5py.File(result.transform_path, "r") as whole:
+        stored = part["TransformGroup/0/TransformParameters"]
+        assert stored.dtype == np.float32 and stored.compression == "gzip"
+        assert np.array_equal(whole["TransformGroup/2/TransformParameters"][()], stored[()])
+    np.testing.assert_allclose(_mapped(sitk.CompositeTransform(result.load_parts())), _mapped(result.load_transform()),
+                               atol=1e-9)
+
+
 def test_cancel_while_iterating_stops_promptly_and_leaves_no_result(images, tmp_path):
     job = BackgroundRegistration(_request(images, tmp_path / "job", ENDLESS)).start()
     _wait_for_progress(job)

@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError, RegSuiteError
+from .composite import leaves
 
 #: Largest allowed entry of ``|D^T D - I|``. Directions stored as float32 (NIfTI quaternions and
 #: sform) are orthonormal to about 1e-7; 1e-4 is also what ITK accepts when comparing grids,
@@ -250,37 +251,41 @@ def verify_written_image(image: sitk.Image, path: str, final: str) -> None:
         raise RegSuiteError(f"'{final}' reads back different from what was written (disk full?)")
 
 
-def _leaves(transform: sitk.Transform) -> list[sitk.Transform]:
-    if transform.GetName() == "CompositeTransform":
-        composite = sitk.CompositeTransform(transform)
-        found: list[sitk.Transform] = []
-        for n in range(composite.GetNumberOfTransforms()):
-            found.extend(_leaves(composite.GetNthTransform(n)))
-        return found
-    return [transform]
+def transform_size(transform: sitk.Transform, compact: bool = False) -> int:
+    """Bytes of the parameters of ``transform`` (all pieces of a composite) stored as doubles, or
+    as float32 when ``compact`` (the most a compact, gzipped field file can take)."""
+    count = sum(len(_values(piece)) + len(piece.GetFixedParameters()) for piece in leaves(transform))
+    return (4 if compact else 8) * count
 
 
-def transform_size(transform: sitk.Transform) -> int:
-    """Bytes of the parameters of ``transform`` (all pieces of a composite) stored as doubles."""
-    return 8 * sum(len(piece.GetParameters()) + len(piece.GetFixedParameters()) for piece in _leaves(transform))
+def _values(piece: sitk.Transform) -> np.ndarray:
+    """A piece's parameters as an array; a displacement field's through a view of its image
+    (``GetParameters`` would build a tuple of tens of millions of Python floats)."""
+    if piece.GetName() == "DisplacementFieldTransform":
+        field = sitk.DisplacementFieldTransform(piece).GetDisplacementField()
+        return sitk.GetArrayFromImage(field).reshape(-1)
+    return np.asarray(piece.GetParameters(), dtype=np.float64)
 
 
-def verify_written_transform(transform: sitk.Transform, path: str, final: str) -> None:
+def verify_written_transform(transform: sitk.Transform, path: str, final: str, tolerance: float = 0.0) -> None:
     """Raise :class:`RegSuiteError` unless ``path`` reads back as ``transform``.
 
     Compared: the kind and parameters of every piece (relative 1e-7: text formats store about
-    15 significant digits; a damaged file does not read or differs grossly).
+    15 significant digits; a damaged file does not read or differs grossly), each parameter within
+    ``tolerance`` more (a compact field file rounds displacements to a quantum: half of it).
     """
     try:
         back = sitk.ReadTransform(path)
     except RuntimeError:
         raise RegSuiteError(f"'{final}' was not written completely (disk full?)") from None
-    written, expected = _leaves(back), _leaves(transform)
+    written, expected = leaves(back), leaves(transform)
     same = len(written) == len(expected)
     for a, b in zip(written, expected):
-        pa, pb = np.array(a.GetParameters()), np.array(b.GetParameters())
+        if not same:
+            break
+        pa, pb = _values(a), _values(b)
         fa, fb = np.array(a.GetFixedParameters()), np.array(b.GetFixedParameters())
-        same = same and pa.shape == pb.shape and fa.shape == fb.shape \
-            and np.allclose(pa, pb, rtol=1e-7, atol=1e-9) and np.allclose(fa, fb, rtol=1e-7, atol=1e-9)
+        same = pa.shape == pb.shape and fa.shape == fb.shape \
+            and np.allclose(pa, pb, rtol=1e-7, atol=1e-9 + tolerance) and np.allclose(fa, fb, rtol=1e-7, atol=1e-9)
     if not same:
         raise RegSuiteError(f"'{final}' reads back different from the transform written (disk full?)")

@@ -108,15 +108,21 @@ class _Job:
 
     def write(self, result: Any) -> JobResult:
         """Write the parts, the composite, the inverse, then ``result.json``; all or nothing."""
-        from ..io.transforms import write_transform
+        from ..io.transforms import write_composite_from_parts, write_transform
+
+        from ..io.compact_h5 import h5py_available
 
         files = self.files
         try:
             kinds = [part_kind(part) for part in result.parts]
+            if "field" in kinds and not h5py_available():
+                self.log("h5py is not installed: the displacement field is written at full precision, "
+                         "uncompressed (about 10x larger; 'pip install h5py' makes it compact)")
             paths = [files.part(number, kind) for number, kind in enumerate(kinds, 1)]
             for part, path in zip(result.parts, paths):
                 write_transform(part, path)
-            write_transform(result.transform, files.transform)
+            # the composite reuses the parts' compressed field instead of compressing it again
+            write_composite_from_parts(result.parts, paths, files.transform)
             inverse = result.inverse if self.request.write_inverse else None
             if inverse is not None:
                 write_transform(inverse, files.inverse)
