@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module
+
+require_module("slicer", "the batch script runs on the MRML classes of slicer-core")
 
 from regsuite.data import sample_paths  # noqa: E402
 from regsuite.io.points import read_points  # noqa: E402

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module
+
+require_module("slicer", "the Registration module tests need slicer-core")
 
 import slicer  # noqa: E402
 

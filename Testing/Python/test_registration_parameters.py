@@ -11,7 +11,9 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module
+
+require_module("slicer", "the parameter node tests need slicer-core")
 
 import slicer  # noqa: E402
 
