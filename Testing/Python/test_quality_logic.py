@@ -13,6 +13,7 @@ import math
 import re
 import subprocess
 import sys
+import types
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -464,7 +465,7 @@ def test_module_file_is_light_and_declares_the_module(mrml):
     import RegSuiteQuality
     from RegSuiteQualityLib import RegSuiteQualityLogic
 
-    module = RegSuiteQuality.RegSuiteQuality(None)
+    module = RegSuiteQuality.RegSuiteQuality(types.SimpleNamespace())  # Slicer passes the qSlicer module object
     assert module.parent.title == "Registration Quality"
     assert module.parent.categories == ["Registration.RegistrationSuite"]
     assert module.parent.helpText and module.parent.acknowledgementText
