@@ -78,6 +78,8 @@ def _pair(name: str) -> tuple[sitk.Image, sitk.Image, sitk.Image | None]:
 
 
 def test_every_shipped_preset_is_covered():
+    """The parametrisation below comes from the preset folder: an empty or unshipped folder would
+    make it run nothing and pass, so the eight shipped presets are counted here."""
     assert len(list_presets()) >= 8
     assert NEEDS_MASK | CT_WINDOW | MULTIMODAL <= set(list_presets())
 
@@ -119,4 +121,6 @@ def test_preset_runs_end_to_end_on_a_phantom(name):
     mapped = np.array(result.transform.TransformPoint(x.tolist()))
     if result.inverse is not None:  # linear and velocity-field results: the inverse undoes the map
         back = np.array(result.inverse.TransformPoint(mapped.tolist()))
-        assert np.linalg.norm(back - x) < 0.05, (name, back, x)
+        # exact for linear results; exp(-v) o exp(v) of the velocity presets is off by an
+        # interpolation error, measured 0.009-0.020 mm here (under 1/100 of the 2.5 mm voxels)
+        assert np.linalg.norm(back - x) < 0.025, (name, back, x)
