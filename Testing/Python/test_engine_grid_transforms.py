@@ -92,12 +92,12 @@ def test_bspline_refinement_preserves_the_field():
         coarse.coefficients.normal_(0, 3)
     fine = coarse.refined(10.0)
     assert fine.mesh == (6, 6, 6)
-    difference = (fine.displacement(domain) - coarse.displacement(domain)).abs().max()
+    difference = (fine.displacement(domain) - coarse.displacement(domain)).detach().abs().max()
     # Halving the control spacing nests the cubic B-spline spaces, so the least-squares refit is
     # exact but for float32 rounding through the pseudo-inverses: measured 4.5e-6 mm on a field of
-    # 3.3 mm (1.4e-6 of it). Bound 1e-5 of the field, 0.03 um; a refit that loses the field (a shifted
-    # or mis-scaled control grid) is off by tenths of a mm.
-    assert float(difference) < 1e-5 * float(coarse.displacement(domain).abs().max())
+    # 3.3 mm (1.4e-6 of it). Bound 1e-5 of the field, 0.03 um. A refit that is only approximate is
+    # off by far more: onto 9 or 12 mm control points (not nested) it misses by 0.02-0.05 mm.
+    assert float(difference) < 1e-5 * float(coarse.displacement(domain).detach().abs().max())
 
 
 def _smooth_velocity(grid: Grid) -> VelocityField:
