@@ -42,8 +42,8 @@ def _module_name(path: Path) -> str | None:
 
 
 class PackageDoctestModule(DoctestModule):
-    """The doctests of one ``regsuite`` module, imported by its package name (so that the
-    installed-editable copy and this worktree's copy cannot both be loaded)."""
+    """The doctests of one ``regsuite`` module. The module is imported first by its package name,
+    so that a missing optional package (skip or CI failure) is told apart from a bug of ours."""
 
     def collect(self) -> Iterable[Any]:
         name = _module_name(self.path)
@@ -53,7 +53,11 @@ class PackageDoctestModule(DoctestModule):
         except ImportError as error:
             if missing_optional(error) is None:
                 raise
-            skip_or_fail(f"doctests of {name} need {missing_optional(error)}, which cannot be imported ({error})")
+            problem = f"doctests of {name} need {missing_optional(error)}, which cannot be imported ({error})"
+        else:
+            problem = ""
+        if problem:  # outside the except block: a one-line report, not a chained traceback
+            skip_or_fail(problem)
         yield from super().collect()
 
 
