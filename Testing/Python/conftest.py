@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from optional_modules import require_module
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -27,7 +28,7 @@ def mrml() -> Iterator[Any]:
     Yields a namespace with ``scene`` and ``logics``; ``slicer.ScriptedLoadableModule`` and
     ``slicer.modules`` are the thin test stand-ins of ``slicer_standin``.
     """
-    pytest.importorskip("slicer", reason="slicer-core is not installed")
+    require_module("slicer", "the MRML scene comes from slicer-core")
     import types
 
     import slicer

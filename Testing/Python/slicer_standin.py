@@ -5,8 +5,10 @@ application layer. This file supplies, for tests only:
 
 * :func:`make_scene` - a ``vtkMRMLScene`` wired to the application, Transforms, Volumes,
   Segmentations and Markups logics, set as ``slicer.mrmlScene``;
-* ``slicer.ScriptedLoadableModule`` - the four base classes, with the one behaviour our Logic
-  classes use (``getParameterNode``, a singleton ``vtkMRMLScriptedModuleNode`` per module);
+* ``slicer.ScriptedLoadableModule`` - the four base classes, with the behaviour our code uses
+  done as Slicer's ``Base/Python/slicer/ScriptedLoadableModule.py`` does it: a module fills its
+  ``parent``'s description; ``getParameterNode`` returns the scene's singleton
+  ``vtkMRMLScriptedModuleNode`` (singleton tag = module name, attribute ``ModuleName``);
 * ``slicer.modules`` - a namespace whose ``<name>.logic()`` returns those logics.
 
 It stays thin on purpose: everything else the code under test touches is the real class.
@@ -16,15 +18,25 @@ from __future__ import annotations
 
 import sys
 import types
+import unittest
 from typing import Any
 
 import slicer
 
 
 class ScriptedLoadableModule:
-    def __init__(self, parent: Any = None) -> None:
-        self.parent = parent if parent is not None else types.SimpleNamespace()
+    """Like Slicer's: needs the module's ``parent`` and fills its description with empty defaults
+    (no icon lookup and no self-test registration, which need the application)."""
+
+    def __init__(self, parent: Any) -> None:
+        self.parent = parent
         self.moduleName = type(self).__name__
+        parent.title = ""
+        parent.categories = []
+        parent.dependencies = []
+        parent.contributors = []
+        parent.helpText = ""
+        parent.acknowledgementText = ""
 
 
 class ScriptedLoadableModuleWidget:
@@ -34,26 +46,40 @@ class ScriptedLoadableModuleWidget:
 
 
 class ScriptedLoadableModuleLogic:
+    """Slicer's parameter-node behaviour: one ``vtkMRMLScriptedModuleNode`` per module in the scene,
+    found by its singleton tag (the module name) and tagged with the ``ModuleName`` attribute."""
+
     def __init__(self, parent: Any = None) -> None:
         name = type(self).__name__
         self.moduleName = name[: -len("Logic")] if name.endswith("Logic") else name
+        self.isSingletonParameterNode = True
 
     def getParameterNode(self) -> Any:
         scene = slicer.mrmlScene
-        for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")):
-            node = scene.GetNthNodeByClass(index, "vtkMRMLScriptedModuleNode")
-            if node.GetModuleName() == self.moduleName and node.GetSingletonTag() == self.moduleName:
+        if self.isSingletonParameterNode:
+            node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+            if node is not None:
+                if node.GetAttribute("ModuleName") != self.moduleName:  # e.g. lost when the scene was closed
+                    node.SetAttribute("ModuleName", self.moduleName)
                 return node
+        else:
+            for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")):
+                node = scene.GetNthNodeByClass(index, "vtkMRMLScriptedModuleNode")
+                if node.GetAttribute("ModuleName") == self.moduleName:
+                    return node
+        return scene.AddNode(self.createParameterNode())
+
+    def createParameterNode(self) -> Any:
         node = slicer.vtkMRMLScriptedModuleNode()
-        node.SetModuleName(self.moduleName)
-        node.SetSingletonTag(self.moduleName)
-        node.SetName(scene.GenerateUniqueName(self.moduleName))
-        return scene.AddNode(node)
+        if self.isSingletonParameterNode:
+            node.SetSingletonTag(self.moduleName)
+        node.SetAttribute("ModuleName", self.moduleName)  # Slicer does not call SetModuleName
+        node.SetName(slicer.mrmlScene.GenerateUniqueName(self.moduleName))
+        return node
 
 
-class ScriptedLoadableModuleTest:
-    def setUp(self) -> None:
-        slicer.mrmlScene.Clear(0)
+class ScriptedLoadableModuleTest(unittest.TestCase):
+    """A ``unittest.TestCase``, as in Slicer (which adds display helpers that need the application)."""
 
 
 def make_scene() -> tuple[Any, dict[str, Any]]:

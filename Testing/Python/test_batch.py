@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module
+
+require_module("slicer", "the batch script runs on the MRML classes of slicer-core")
 
 from regsuite.data import sample_paths  # noqa: E402
 from regsuite.io.points import read_points  # noqa: E402
@@ -53,7 +55,10 @@ def test_batch_registers_sample_files_and_writes_outputs(batch, mrml, tmp_path, 
     background = float(sitk.GetArrayViewFromImage(moving).min())  # outside the moving image: its minimum
     expected = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, background)
     diff = np.abs(sitk.GetArrayFromImage(registered).astype(float) - sitk.GetArrayFromImage(expected))
-    assert np.percentile(diff, 99) < 5.0  # HU; int16 storage rounds
+    # The volume keeps the moving image's int16 type, and ITK's resampler casts to it by truncation
+    # toward zero, not rounding: every voxel is within 1 HU of the float resampling (measured: 45 %
+    # of voxels differ by more than 0.5 HU, the largest difference is 1.0 HU). 1e-3 HU for float noise.
+    assert diff.max() < 1.0 + 1e-3
     assert all(p.read_bytes() == data for p, data in inputs.items())  # inputs untouched
     assert sorted(f.name for f in tmp_path.iterdir()) == ["lung-affine.json", "moving_to_fixed.h5", "registered.nrrd"]
 

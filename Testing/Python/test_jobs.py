@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,8 +80,9 @@ def _left_files(folder: str) -> set[str]:
     return {path.name for path in Path(folder).iterdir()} - CONTROL_FILES
 
 
-def _wait_for_progress(job: BackgroundRegistration, timeout: float = 60.0) -> list[dict]:
-    """Poll until the first progress event (the worker is iterating)."""
+def _wait_for_progress(job: BackgroundRegistration, timeout: float = 120.0) -> list[dict]:
+    """Poll until the first progress event (the worker is iterating). ``timeout`` only guards
+    against a hang: the worker normally iterates after 2-4 s (importing torch)."""
     seen: list[dict] = []
     deadline = time.monotonic() + timeout
     while not any(e["kind"] == "progress" for e in seen):
@@ -174,12 +176,25 @@ def test_field_result_files_share_one_compact_field(images, tmp_path):
                                atol=1e-9)
 
 
-def test_cancel_while_iterating_stops_promptly_and_leaves_no_result(images, tmp_path):
+@pytest.mark.skipif(os.name != "posix", reason="the worker is paused with SIGSTOP")
+def test_cancel_while_iterating_stops_within_an_iteration_and_leaves_no_result(images, tmp_path):
     job = BackgroundRegistration(_request(images, tmp_path / "job", ENDLESS)).start()
-    _wait_for_progress(job)
-    start = time.monotonic()
-    job.cancel(grace=3.0)
-    assert time.monotonic() - start < 2.0  # the worker saw the flag; no kill needed
+    seen = _wait_for_progress(job)
+    # Pause the worker, read everything it has written, raise the flag, let it go on: whatever
+    # it reports after that comes after the flag, however slow this machine is.
+    os.kill(job.pid, signal.SIGSTOP)
+    try:
+        seen += job.poll()
+        Path(job.output_dir, "cancel.flag").touch()
+    finally:
+        os.kill(job.pid, signal.SIGCONT)
+    job.cancel(grace=120.0)  # the grace only guards against a hang: the worker stops by itself
+    after_flag = [e for e in job.poll() if e["kind"] == "progress"]
+    # The engine reports an iteration, then checks the flag: at most the iteration under way is
+    # reported (0 when the pause fell between its report and the check).
+    assert len(after_flag) <= 1, after_flag
+    # It exited by itself with the cancelled status (1), not terminated (143) or killed (-9).
+    assert job.returncode == RegistrationCancelled.exit_code
     assert job.state == "cancelled" and job.result is None and _gone(job)
     assert job.error_type == "RegistrationCancelled" and job.error == "registration cancelled by the user"
     assert json.loads(Path(job.output_dir, "error.json").read_text())["type"] == "RegistrationCancelled"
@@ -189,12 +204,14 @@ def test_cancel_while_iterating_stops_promptly_and_leaves_no_result(images, tmp_
     job.cancel()  # a second cancel is harmless
 
 
-def test_cancel_during_startup_kills_the_worker_within_grace(images, tmp_path):
+@pytest.mark.skipif(os.name != "posix", reason="the worker is paused with SIGSTOP")
+def test_cancel_kills_a_worker_that_does_not_look_at_the_flag(images, tmp_path):
     job = BackgroundRegistration(_request(images, tmp_path / "job", ENDLESS)).start()
-    time.sleep(0.3)  # the worker is importing; it does not look at the flag yet
-    start = time.monotonic()
+    # Paused while starting up, the worker cannot look at the flag (as when stuck in an import):
+    # after the grace, cancel terminates it (a paused process keeps SIGTERM pending), then kills it.
+    os.kill(job.pid, signal.SIGSTOP)
     job.cancel(grace=0.2)
-    assert time.monotonic() - start < 1.2
+    assert job.returncode == -signal.SIGKILL
     assert job.state == "cancelled" and _gone(job) and _left_files(job.output_dir) == set()
     pending = BackgroundRegistration(_request(images))
     pending.cancel()
@@ -219,7 +236,7 @@ def test_worker_stops_by_itself_when_its_parent_dies(images, tmp_path):
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # only a guard against a hang: the worker checks every iteration
     while not (folder / "error.json").is_file():
         assert time.monotonic() < deadline, "the orphaned worker kept running"
         time.sleep(0.05)

@@ -14,14 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from optional_modules import require_module
 from phantoms import make_grid, rotation, sample_phantom
 
-from regsuite.errors import InputError
-from regsuite.mrml import sitk_to_volume, volume_to_sitk
-from regsuite.mrml.transforms import node_to_sitk_transform, result_to_node, set_registration_roles, transform_points
+slicer = require_module("slicer", "the MRML bridge tests need slicer-core")
+vtk = require_module("vtk", "slicer-core brings vtk")
 
-slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
-vtk = pytest.importorskip("vtk")
+from regsuite.errors import InputError  # noqa: E402
+from regsuite.mrml import sitk_to_volume, volume_to_sitk  # noqa: E402
+from regsuite.mrml.transforms import (node_to_sitk_transform, result_to_node,  # noqa: E402
+                                      set_registration_roles, transform_points)
 
 FLIP = np.array([-1.0, -1.0, 1.0])  # LPS <-> RAS on row vectors
 KINDS = ["linear", "bspline", "composite", "field"]

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module
+
+require_module("slicer", "the MRML bridge tests need slicer-core")
 
 import slicer  # noqa: E402
 import vtk  # noqa: E402

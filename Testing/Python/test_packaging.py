@@ -308,7 +308,8 @@ def test_module_lib_finds_the_engine_from_a_source_checkout():
     code = ("import sys, importlib.util; sys.path.insert(0, sys.argv[1]);"
             "assert importlib.util.find_spec('regsuite') is None;"
             "import RegSuiteRegistrationLib, regsuite; print(regsuite.__file__)")
-    # -S: no site-packages, so the pip-installed (editable) engine is out of sight, as in Slicer
-    out = subprocess.run([sys.executable, "-S", "-c", code, str(module_dir)], capture_output=True, text=True)
+    # -S: no site-packages, so the pip-installed (editable) engine is out of sight, as in Slicer;
+    # -E: nor a PYTHONPATH that already names the engine's folder (as when testing a worktree)
+    out = subprocess.run([sys.executable, "-E", "-S", "-c", code, str(module_dir)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(ROOT / "RegistrationSuite" / "regsuite" / "__init__.py")

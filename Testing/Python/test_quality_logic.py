@@ -13,13 +13,16 @@ import math
 import re
 import subprocess
 import sys
+import types
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module
+
+require_module("slicer", "the Quality module tests need slicer-core")
 import SimpleITK as sitk  # noqa: E402
 import slicer  # noqa: E402
 import vtk  # noqa: E402
@@ -462,7 +465,7 @@ def test_module_file_is_light_and_declares_the_module(mrml):
     import RegSuiteQuality
     from RegSuiteQualityLib import RegSuiteQualityLogic
 
-    module = RegSuiteQuality.RegSuiteQuality(None)
+    module = RegSuiteQuality.RegSuiteQuality(types.SimpleNamespace())  # Slicer passes the qSlicer module object
     assert module.parent.title == "Registration Quality"
     assert module.parent.categories == ["Registration.RegistrationSuite"]
     assert module.parent.helpText and module.parent.acknowledgementText

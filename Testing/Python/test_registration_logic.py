@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module
+
+require_module("slicer", "the Registration module tests need slicer-core")
 
 import slicer  # noqa: E402
 
 from regsuite.data import sample_paths  # noqa: E402
-from regsuite.errors import InputError, PresetError, RegistrationCancelled  # noqa: E402
+from regsuite.errors import InputError, PresetError, RegistrationCancelled, RegistrationFailed  # noqa: E402
 from regsuite.evaluation.landmarks import landmark_errors  # noqa: E402
 from regsuite.io.points import read_points  # noqa: E402
 from regsuite.mrml import LPS_FROM_RAS, sitk_to_volume, volume_to_sitk  # noqa: E402
@@ -138,16 +140,18 @@ def test_poll_reports_progress_and_cancel_leaves_scene_as_it_was(logic, pair, mr
     events: list[dict] = []
     job = logic.process(fixed, moving, preset=SLOW_DEFORMABLE, device="cpu", threads=1, progress=events.append,
                         waitForCompletion=False)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # only a guard against a hang (the worker imports torch first)
     while job.poll() and len(events) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(events) >= 3, "no progress from the background process"
     iterations = [e["iteration"] for e in events]
     assert iterations == sorted(iterations)
-    start = time.monotonic()
+    # The worker stopping at the flag within an iteration, or being killed when it does not,
+    # is checked in test_jobs.py; here: the job ends at once and reports nothing more.
     job.cancel()
-    assert time.monotonic() - start < 5.0
+    delivered = len(events)
     assert job.state == "cancelled" and not job.poll()
+    assert len(events) == delivered
     with pytest.raises(RegistrationCancelled):
         job.wait()
     assert mrml.scene.GetNumberOfNodes() == count
@@ -259,7 +263,7 @@ def test_diverging_registration_reports_failure(logic, pair, mrml):
     preset["stages"][0]["learning_rate"] = 1e9
     count = mrml.scene.GetNumberOfNodes()
     job = logic.process(fixed, moving, preset=preset, device="cpu", threads=1, waitForCompletion=False)
-    with pytest.raises(Exception) as error:
+    with pytest.raises(RegistrationFailed) as error:
         job.wait()
     assert job.state == "failed" and "\n" not in str(error.value) and str(error.value)
     assert mrml.scene.GetNumberOfNodes() == count

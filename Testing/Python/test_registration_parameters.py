@@ -11,7 +11,9 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module
+
+require_module("slicer", "the parameter node tests need slicer-core")
 
 import slicer  # noqa: E402
 
@@ -39,7 +41,10 @@ def test_fallback_defaults_and_type_checks(parameters, mrml):
         pytest.skip("Slicer's own parameterNodeWrapper is available; the fallback is not used")
     assert (parameters.preset, parameters.device, parameters.presetOverride) == ("affine", "auto", "")
     assert parameters.fixedVolume is None and parameters.outputTransform is None
-    assert parameters.parameterNode.GetModuleName() == "RegSuiteRegistration"
+    node = parameters.parameterNode
+    # Slicer's parameter node: the scene's singleton for the module, named by the ModuleName attribute
+    assert (node.GetAttribute("ModuleName"), node.GetSingletonTag()) == ("RegSuiteRegistration", "RegSuiteRegistration")
+    assert mrml.scene.GetSingletonNode("RegSuiteRegistration", "vtkMRMLScriptedModuleNode") is node
     transform = mrml.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "t")
     with pytest.raises(TypeError, match="fixedVolume.*vtkMRMLScalarVolumeNode"):
         parameters.fixedVolume = transform
@@ -88,6 +93,11 @@ def test_values_survive_saving_the_scene_and_loading_it_into_a_fresh_scene(param
     assert fresh.Import()
     restored = getParameterNode(RegSuiteRegistrationLogic())
     assert restored.parameterNode.GetScene() is fresh
+    # the imported node is the module's parameter node: no second one was created next to it
+    modules = [fresh.GetNthNodeByClass(i, "vtkMRMLScriptedModuleNode").GetAttribute("ModuleName")
+               for i in range(fresh.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode"))]
+    assert modules.count("RegSuiteRegistration") == 1
+    assert getParameterNode(RegSuiteRegistrationLogic()).parameterNode is restored.parameterNode
     for name, node in nodes.items():
         value = getattr(restored, name)
         assert value is not None and value.GetName() == node.GetName() and value.GetScene() is fresh, name

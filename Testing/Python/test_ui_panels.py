@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-QtWidgets = pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed")
+from optional_modules import require_module  # noqa: E402
+
+QtWidgets = require_module("PySide6.QtWidgets", "the .ui panels are loaded with PySide6")
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice  # noqa: E402
 from PySide6.QtUiTools import QUiLoader  # noqa: E402
 
@@ -242,7 +244,7 @@ print(json.dumps({
 
 
 def test_registration_module_loads_without_torch():
-    pytest.importorskip("slicer", reason="slicer-core is not installed")
+    require_module("slicer", "the module file is imported against slicer-core")
     module_dir = SOURCE / "RegSuiteRegistration"
     done = subprocess.run([sys.executable, "-c", IMPORT_CHECK, str(module_dir), str(HERE)], capture_output=True,
                           text=True, timeout=120, cwd=ROOT)

@@ -12,7 +12,7 @@ Example:
     >>> svf = VelocityField(grid, steps=6)
     >>> with torch.no_grad():
     ...     svf.field[:, 0] = 1.5          # constant velocity: a translation by 1.5 mm in x
-    >>> round(float(svf.displacement()[0, 0, 8, 8, 8]), 4)
+    >>> round(float(svf.displacement().detach()[0, 0, 8, 8, 8]), 4)
     1.5
 """
 
