@@ -15,8 +15,9 @@ if str(REPO) not in sys.path:
 
 from benchmarks import result_files  # noqa: E402
 
-pytest.importorskip("h5py")
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module  # noqa: E402
+
+require_module("slicer", "the benchmark reads the result with slicer-core's storage node")
 
 
 def _fixed() -> sitk.Image:

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed")
-pytest.importorskip("slicer", reason="slicer-core is not installed")
+from optional_modules import require_module  # noqa: E402
+
+require_module("PySide6.QtWidgets", "the Quality panel runs on PySide6 and slicer-core")
+require_module("slicer", "the Quality panel runs on PySide6 and slicer-core")
 
 import SimpleITK as sitk  # noqa: E402
 import slicer  # noqa: E402

@@ -401,6 +401,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         """Main thread only: result files -> transform node (+ resampled volume), display."""
         import SimpleITK as sitk  # noqa: PLC0415
 
+        from regsuite.io.images import cast_like  # noqa: PLC0415
         from regsuite.mrml import sitk_to_volume  # noqa: PLC0415
         from regsuite.mrml.transforms import result_to_node, set_registration_roles  # noqa: PLC0415
 
@@ -415,9 +416,10 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         if output_volume is not None:
             interpolator = sitk.sitkNearestNeighbor if prepared.moving_is_labelmap else sitk.sitkLinear
             background = float(sitk.GetArrayViewFromImage(prepared.moving_image).min())
-            warped = sitk.Resample(prepared.moving_image, prepared.fixed_image, transform, interpolator,
-                                   0.0 if prepared.moving_is_labelmap else background,
-                                   prepared.moving_image.GetPixelID())
+            # Linear values are rounded to the volume's type (ITK's own cast would truncate them).
+            warped = cast_like(sitk.Resample(prepared.moving_image, prepared.fixed_image, transform, interpolator,
+                                             0.0 if prepared.moving_is_labelmap else background, sitk.sitkFloat64),
+                               prepared.moving_image.GetPixelID())
             sitk_to_volume(warped, scene, name, node=output_volume)
         elif prepared.place_moving_under_result:
             moving.SetAndObserveTransformNodeID(node.GetID())

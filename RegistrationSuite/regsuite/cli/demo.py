@@ -58,7 +58,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..io.points import read_points
     from ..io.transforms import write_displacement_field, write_transform
     from ..visualize import save_overview
-    from .main import cast_like, run_registration, stage_outputs, write_json
+    from ..io.images import cast_like
+    from .main import run_registration, stage_outputs, write_json
     from .safety import usable_threads
 
     args.threads = usable_threads(args.threads)

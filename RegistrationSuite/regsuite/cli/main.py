@@ -68,20 +68,6 @@ def native_pixel_id(path: str | os.PathLike[str]) -> int | None:
     return reader.GetPixelID()
 
 
-def cast_like(image: sitk.Image, pixel_id: int | None) -> sitk.Image:
-    """Cast a float image to ``pixel_id``; integer types are rounded and clamped (NaN -> 0)."""
-    if pixel_id is None or pixel_id == image.GetPixelID() or pixel_id == sitk.sitkUnknown:
-        return image
-    dtype = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], pixel_id)).dtype
-    if dtype.kind not in "iu":
-        return sitk.Cast(image, pixel_id)
-    info = np.iinfo(dtype)
-    values = np.nan_to_num(sitk.GetArrayFromImage(image).astype(np.float64))
-    out = sitk.GetImageFromArray(np.clip(np.rint(values), info.min, info.max).astype(dtype))
-    out.CopyInformation(image)
-    return out
-
-
 def read_native(path: str, role: str) -> sitk.Image:
     """Read an image keeping its pixel type (validated as a 3D scalar image)."""
     from ..io.images import read_native_image
@@ -206,7 +192,7 @@ def write_registration_outputs(result: Any, fixed: sitk.Image, moving: sitk.Imag
                                args: argparse.Namespace, elapsed: float, name: str) -> None:
     """Stage every requested output of ``register``, then move them all into place."""
     from ..evaluation.jacobian import jacobian_determinant
-    from ..io.images import write_image
+    from ..io.images import cast_like, write_image
     from ..io.transforms import write_displacement_field, write_transform
 
     def warped(tmp: str) -> None:
@@ -228,7 +214,7 @@ def write_registration_outputs(result: Any, fixed: sitk.Image, moving: sitk.Imag
 
 # ---------------------------------------------------------------------------- apply
 def cmd_apply(args: argparse.Namespace) -> int:
-    from ..io.images import read_image, write_image
+    from ..io.images import cast_like, read_image, write_image
     from ..io.transforms import read_transform
 
     check_output(args.output, IMAGE_SUFFIXES, "output image")
@@ -247,9 +233,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
               "(a label map?); linear interpolation invents in-between labels: pass --interpolation nearest "
               "(or --interpolation linear to keep linear and silence this)", file=sys.stderr)
     default = check_default_value(args.default_value, image)
+    # Interpolated in float64 and rounded to the input's type (ITK's own cast would truncate).
     warped = sitk.Resample(image, reference, transform, INTERPOLATORS[interpolation], default,
-                           image.GetPixelID())
-    write_image(warped, args.output)
+                           image.GetPixelID() if interpolation == "nearest" else sitk.sitkFloat64)
+    write_image(cast_like(warped, image.GetPixelID()), args.output)
     return 0
 
 

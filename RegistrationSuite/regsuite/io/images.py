@@ -315,3 +315,17 @@ def require_overlap(fixed: sitk.Image, moving: sitk.Image,
             f"({100.0 * fraction:.1f}% of fixed samples map inside the moving image); check the "
             "image origins/orientation or use a moments/geometry initialization")
     return fraction
+
+
+def cast_like(image: sitk.Image, pixel_id: int | None) -> sitk.Image:
+    """Cast a float image to ``pixel_id``; integer types are rounded and clamped (NaN -> 0)."""
+    if pixel_id is None or pixel_id == image.GetPixelID() or pixel_id == sitk.sitkUnknown:
+        return image
+    dtype = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], pixel_id)).dtype
+    if dtype.kind not in "iu":
+        return sitk.Cast(image, pixel_id)
+    info = np.iinfo(dtype)
+    values = np.nan_to_num(sitk.GetArrayFromImage(image).astype(np.float64))
+    out = sitk.GetImageFromArray(np.clip(np.rint(values), info.min, info.max).astype(dtype))
+    out.CopyInformation(image)
+    return out
