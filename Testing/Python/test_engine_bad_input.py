@@ -25,7 +25,7 @@ from regsuite.engine.grid import Grid
 from regsuite.engine.limits import (BSPLINE_BYTES_PER_POINT, bspline_bytes, check_stage_memory,
                                     control_grid_size, smallest_spacing)
 from regsuite.engine.metrics import METRICS, metric_options
-from regsuite.engine.pyramid import MIN_LEVEL_VOXELS, Pyramid
+from regsuite.engine.pyramid import MIN_LEVEL_VOXELS, Pyramid, crop_to_foreground, foreground_box
 from regsuite.engine.registration import _out_of_memory_fails, register
 from regsuite.engine.transforms.bspline import BSplineField
 from regsuite.engine.transforms.dense import DenseField
@@ -240,6 +240,18 @@ def test_a_five_voxel_slab_keeps_four_voxels_per_level_and_registers():
     # across CPUs while a level that lost the slab (or a wrong clamp) misses by far more.
     moved = np.array(result.transform.TransformPoint((0.0, 0.0, 0.0)))
     assert np.allclose(moved, (-3.0, 2.0, 0.0), atol=0.1), moved
+
+
+def test_the_foreground_crop_keeps_four_voxels_per_axis():
+    """20 mm voxels: the 12 mm margin adds one voxel per side, a 3-voxel box; it grows to 4 inside
+    the image (at the image edge it grows inwards only)."""
+    image = sitk.Image([10, 10, 10], sitk.sitkFloat32)
+    image.SetSpacing((20.0, 1.0, 20.0))
+    image[5, 5, 0] = 1.0
+    index, size = foreground_box(image, margin_mm=12.0)
+    assert index.tolist() == [3, 0, 0] and size.tolist() == [4, 10, 4]
+    cropped, _ = crop_to_foreground(image, margin_mm=12.0)
+    assert cropped.GetSize() == (4, 10, 4) and cropped[2, 5, 0] == 1.0
 
 
 # ----------------------------------------------------------------------------- run-time failure

@@ -194,10 +194,10 @@ def foreground_box(image: sitk.Image, mask: sitk.Image | None = None, margin_mm:
     pad = np.ceil(margin_mm / np.array(grid.spacing))
     lower = np.maximum(lower - pad, 0)
     upper = np.minimum(upper + pad, np.array(grid.size) - 1)
-    # grow a box thinner than MIN_LEVEL_VOXELS (coarse voxels, thin foreground) as far as the image allows
-    short = np.maximum(np.minimum(np.array(grid.size), MIN_LEVEL_VOXELS) - (upper - lower + 1), 0)
-    lower = np.maximum(lower - np.ceil(short / 2.0), 0)
-    upper = np.minimum(np.maximum(upper, lower + np.minimum(np.array(grid.size), MIN_LEVEL_VOXELS) - 1),
-                       np.array(grid.size) - 1)
-    lower = np.minimum(lower, upper - np.minimum(np.array(grid.size), MIN_LEVEL_VOXELS) + 1)
+    # a box thinner than MIN_LEVEL_VOXELS (coarse voxels, thin foreground) grows on both sides,
+    # within the image
+    need = np.minimum(np.array(grid.size), MIN_LEVEL_VOXELS)
+    short = np.maximum(need - (upper - lower + 1), 0)
+    lower = np.clip(lower - np.ceil(short / 2.0), 0, np.array(grid.size) - need)
+    upper = np.maximum(upper, lower + need - 1)
     return lower.astype(int), (upper - lower + 1).astype(int)
