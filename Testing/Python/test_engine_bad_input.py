@@ -154,8 +154,10 @@ def test_bad_metric_options_name_the_stage_before_any_work(pair, options, messag
 def test_preset_of_the_wrong_type_and_bad_arguments(pair):
     with pytest.raises(PresetError, match="a preset must be a name, a JSON file path, a mapping"):
         register(*pair, ["rigid"])
-    for kwargs, message in (({"threads": 0}, "threads must be an integer of at least 1"),
+    for kwargs, message in (({"threads": 0}, "threads must be an integer from 1 to 1024"),
                             ({"threads": 1.5}, "threads must be an integer"),
+                            ({"threads": 2 ** 40}, "threads must be an integer from 1 to 1024"),
+                            ({"initial_transform": sitk.Euler2DTransform()}, "initial_transform is 2D"),
                             ({"seed": -1}, "seed must be an integer from 0"),
                             ({"device": None}, "device must be 'auto', 'cpu' or 'cuda'"),
                             ({"initial_transform": "identity"}, "initial_transform must be a SimpleITK transform")):

@@ -139,12 +139,15 @@ def register(
         moving_mask = read_mask(moving_mask, moving, "moving mask")
     if initial_transform is not None and not isinstance(initial_transform, sitk.Transform):
         raise InputError(f"initial_transform must be a SimpleITK transform, got {type(initial_transform).__name__}")
+    if initial_transform is not None and initial_transform.GetDimension() != 3:
+        raise InputError(f"initial_transform is {initial_transform.GetDimension()}D; a 3D transform is needed")
     target = resolve_device(device)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
         raise InputError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise InputError(f"threads must be an integer of at least 1, got {threads!r}")
+        # 1024 at most: far above any CPU's cores, and torch refuses counts from 2**31 on
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+            raise InputError(f"threads must be an integer from 1 to 1024, got {threads!r}")
         torch.set_num_threads(int(threads))
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     torch.manual_seed(seed)
