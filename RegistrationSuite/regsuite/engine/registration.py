@@ -92,7 +92,14 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InputError("device 'cuda' was requested but CUDA is not available here; use --device cpu or auto")
-        return torch.device(device)
+        try:
+            target = torch.device(device)
+        except RuntimeError:  # e.g. 'cuda:x'
+            raise InputError(f"unknown device '{device}'; expected auto, cpu, cuda or cuda:<index>") from None
+        count = torch.cuda.device_count()
+        if target.type != "cuda" or (target.index is not None and target.index >= count):
+            raise InputError(f"device '{device}' does not exist here; this machine has {count} CUDA device(s)")
+        return target
     if device == "cpu":
         return torch.device("cpu")
     raise InputError(f"unknown device '{device}'; expected auto, cpu or cuda")
