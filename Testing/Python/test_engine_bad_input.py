@@ -228,6 +228,18 @@ def test_images_two_or_three_voxels_thick_are_refused(tmp_path, size):
         register(full, str(path), "rigid", threads=1)
 
 
+def test_2d_4d_and_vector_images_are_refused(pair):
+    fixed = pair[0]
+    volume = sitk.GetArrayFromImage(fixed)
+    series = sitk.GetImageFromArray(np.stack([volume, volume]), isVector=False)  # 4D: two time points
+    vector = sitk.GetImageFromArray(np.stack([volume, volume], axis=-1), isVector=True)
+    for image, message in ((sitk.Image([16, 16], sitk.sitkFloat32), "is 2D"), (series, "is 4D"),
+                           (vector, "2 components per voxel")):
+        with pytest.raises(InputError) as error:
+            register(fixed, image, "rigid", threads=1)
+        assert one_line(error).startswith("moving image") and message in str(error.value)
+
+
 def test_a_five_voxel_slab_keeps_four_voxels_per_level_and_registers():
     """The rigid preset shrinks by 4: a 5-voxel axis would keep 2 voxels; it keeps 4 (whole extent)."""
     grid = make_grid((40, 40, 5), (2.0, 2.0, 2.0))
