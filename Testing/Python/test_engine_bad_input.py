@@ -198,7 +198,7 @@ def test_memory_estimate_and_suggested_spacing_against_an_explicit_budget():
     check_stage_memory(stage, grids, domain, budget, "here")
     dense = load_preset({"stages": [{"model": "svf", "levels": [[2, 1, 1], [1, 0, 1]]}]}).stages[0]
     with pytest.raises(PresetError, match=r"here\.levels\[1\]: a svf field on the 96x112x96 level grid"):
-        check_stage_memory(dense, grids, domain, budget // 2, "here")  # 1.03 M voxels x 704 bytes > 0.5 GiB
+        check_stage_memory(dense, grids, domain, budget // 2, "here")  # 1.03 M voxels x 672 bytes > 0.5 GiB
 
 
 def test_allocation_failures_become_registration_failed():

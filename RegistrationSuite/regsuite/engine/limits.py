@@ -41,14 +41,18 @@ from .transforms.bspline import control_mesh
 #: level refines the grid, its least-squares fit on a twice denser grid: 8 times the points).
 #: Measured: 246 bytes per point (peak RSS growth between 0.3 M and 2.6 M control points).
 BSPLINE_BYTES_PER_POINT = 256
-#: Bytes per fixed voxel of a dense (displacement or velocity) field level: the field, its
-#: gradient and smoothed copies, the sampling grids and the metric's local statistics.
-#: Measured: 189 bytes per voxel for a displacement field with the gaussian optimizer.
+#: Bytes per fixed voxel of a displacement field level: the field, its gradient and smoothed
+#: copies, the sampling grids and the metric's local statistics. Measured: 189 bytes per voxel
+#: (gaussian optimizer, lncc; peak RSS growth between 64^3 and 128^3 voxels).
 DENSE_BYTES_PER_VOXEL = 256
+#: Bytes per fixed voxel of a velocity field (svf) level: as above plus exp(v) and, for the
+#: symmetric update, both half maps. Measured: 434 (symmetric gaussian update), 338 plus the
+#: per-step cost below (adam).
+VELOCITY_BYTES_PER_VOXEL = 448
 #: Extra bytes per voxel and integration step when autograd differentiates through the
-#: scaling and squaring of a velocity field (adam/lbfgs): each squaring keeps its sampling grid
-#: and displacement. Measured: about 60 bytes per step (4 steps: 430 bytes per voxel in all).
-AUTOGRAD_BYTES_PER_STEP = 64
+#: scaling and squaring of a velocity field (adam/lbfgs): each squaring keeps its sampling grid.
+#: Measured: 23 bytes per step (430 bytes per voxel with 4 steps, 522 with 8).
+AUTOGRAD_BYTES_PER_STEP = 32
 
 
 def device_memory(device: torch.device | str) -> int:
@@ -78,7 +82,7 @@ def bspline_bytes(domain: Grid, spacing: float) -> int:
 
 def dense_bytes(grid: Grid, stage: StageConfig) -> int:
     """Estimated peak bytes of a dense field level whose similarity is computed on ``grid``."""
-    per_voxel = DENSE_BYTES_PER_VOXEL
+    per_voxel = VELOCITY_BYTES_PER_VOXEL if stage.model == "svf" else DENSE_BYTES_PER_VOXEL
     if stage.model == "svf" and stage.optimizer != "gaussian":
         per_voxel += AUTOGRAD_BYTES_PER_STEP * stage.integration_steps
     return grid.num_voxels * per_voxel
