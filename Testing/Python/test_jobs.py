@@ -261,10 +261,23 @@ def test_bad_request_fails_with_the_engine_message(images, tmp_path, change, exp
     assert json.loads(Path(job.output_dir, "error.json").read_text())["exit_code"] == 2
 
 
-def test_unexpected_worker_exception_is_one_line_pointing_to_the_log(images, tmp_path):
+def test_bad_threads_is_a_one_line_input_error(images, tmp_path):
     job = BackgroundRegistration(_request(images, tmp_path / "job", threads="two")).start()
+    assert job.wait(timeout=60) == "failed" and job.error_type == "InputError"
+    assert job.error == "threads must be an integer from 1 to 1024, got 'two'"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a shell script stands in for the interpreter")
+def test_unexpected_worker_exception_is_one_line_pointing_to_the_log(images, tmp_path):
+    # the real worker with a stand-in bug (a KeyError where the job runs): every input the
+    # engine sees is validated, so no request reaches an unexpected exception any more
+    fake = tmp_path / "buggy-python"
+    bug = "import sys, regsuite.jobs.worker as w; w._Job.run = lambda self: {}['bug']; sys.exit(w.main(sys.argv[-1:]))"
+    fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "{bug}" "$@"\n')
+    fake.chmod(0o755)
+    job = BackgroundRegistration(_request(images, tmp_path / "job"), python=str(fake)).start()
     assert job.wait(timeout=60) == "failed" and job.error_type == "RegistrationFailed"
-    assert job.error.startswith("unexpected TypeError in the registration worker: ") and "\n" not in job.error
+    assert job.error.startswith("unexpected KeyError in the registration worker: ") and "\n" not in job.error
     assert job.error.endswith(f"(traceback in {job.log_path})")
     assert "Traceback (most recent call last)" in Path(job.log_path).read_text()
 

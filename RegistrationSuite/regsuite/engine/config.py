@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,90 +123,141 @@ class RegistrationConfig:
         return json.dumps(self.to_dict(), indent=2)
 
 
+# ---------------------------------------------------------------------- bounds
+#: Iterations per level (and ``window``, ``exact_every``): far beyond any useful run (the shipped
+#: presets use at most 150) but finite, so a typo such as ``1e30`` or ``Infinity`` is refused.
+MAX_ITERATIONS = 10_000_000
+#: Scaling and squaring divides the velocity by ``2**steps`` and squares ``steps`` times. With
+#: 20 steps a velocity of 500 000 voxels still starts below half a voxel (the usual accuracy
+#: condition), and each further step only costs one more full-field resampling while the scaled
+#: increment sinks under float32 resolution (2**-23 of the grid coordinates); 4 to 8 is typical.
+MAX_INTEGRATION_STEPS = 20
+#: Names of the similarity measures (``engine.metrics.METRICS``, listed here so that validating a
+#: preset does not import torch; a test keeps the two lists equal).
+METRICS = ("mse", "ssd", "ncc", "lncc", "mi", "nmi", "ngf", "mind")
+
+
 # ---------------------------------------------------------------------- parsing
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
         raise PresetError(f"{where} must be a JSON object, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(str(key) for key in set(data) - names)
     if unknown:
         raise PresetError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
     return data
 
 
-def _number(value: Any, where: str, minimum: float | None = None, integer: bool = False) -> Any:
+def _number(value: Any, where: str, minimum: float | None = None, integer: bool = False,
+            maximum: float | None = None, positive: bool = False) -> Any:
+    """``value`` as a finite float (or int) in range, else a one-line :class:`PresetError`.
+
+    ``positive`` excludes ``minimum`` itself (``value > minimum``). JSON booleans are refused
+    although Python counts them as numbers, and so are NaN and Infinity, which Python's json
+    module reads from the non-standard literals ``NaN`` and ``Infinity``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PresetError(f"{where} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise PresetError(f"{where} must be a finite number, got {value!r}")
     if integer and int(value) != value:
         raise PresetError(f"{where} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise PresetError(f"{where} must be >= {minimum}, got {value!r}")
+    if minimum is not None and (value <= minimum if positive else value < minimum):
+        raise PresetError(f"{where} must be {'>' if positive else '>='} {_bound(minimum)}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise PresetError(f"{where} must be <= {_bound(maximum)}, got {value!r}")
     return int(value) if integer else float(value)
 
 
+def _bound(value: float) -> str:
+    """A bound as written in a preset: ``10000000`` rather than ``1e+07``, ``0.5`` as is."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _text(value: Any, where: str, choices: tuple[str, ...] | None = None, what: str = "value") -> str:
+    """``value`` as a string (one of ``choices`` when given), else a one-line :class:`PresetError`."""
+    if not isinstance(value, str):
+        expected = f"one of {', '.join(choices)}" if choices else "a string"
+        raise PresetError(f"{where} must be {expected}, got {type(value).__name__} {_short(value)}")
+    if choices is not None and value not in choices:
+        raise PresetError(f"{where}: unknown {what} '{_short(value)}'; expected one of {', '.join(choices)}")
+    return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr``-like text of ``value`` on one line, cut to ``limit`` characters."""
+    text = " ".join((value if isinstance(value, str) else repr(value)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _level(data: Any, where: str) -> LevelConfig:
-    if isinstance(data, (list, tuple)) and len(data) == 3:
+    if isinstance(data, (list, tuple)):
+        if len(data) != 3:
+            raise PresetError(f"{where} must be [shrink, smoothing, iterations] or an object, got a list of {len(data)}")
         data = {"shrink": data[0], "smoothing": data[1], "iterations": data[2]}
     _build(LevelConfig, data, where)
     level = LevelConfig(**data)
     level.shrink = _number(level.shrink, f"{where}.shrink", 1.0)
     level.smoothing = _number(level.smoothing, f"{where}.smoothing", 0.0)
-    level.iterations = _number(level.iterations, f"{where}.iterations", 0, integer=True)
+    level.iterations = _number(level.iterations, f"{where}.iterations", 0, integer=True, maximum=MAX_ITERATIONS)
     if level.learning_rate is not None:
-        level.learning_rate = _number(level.learning_rate, f"{where}.learning_rate", 0.0)
+        level.learning_rate = _number(level.learning_rate, f"{where}.learning_rate", 0.0, positive=True)
     if level.control_spacing is not None:
-        level.control_spacing = _number(level.control_spacing, f"{where}.control_spacing", 1e-3)
+        level.control_spacing = _number(level.control_spacing, f"{where}.control_spacing", 0.0, positive=True)
     if level.field_shrink is not None:
         level.field_shrink = _number(level.field_shrink, f"{where}.field_shrink", 1.0)
     for key in ("gradient_smoothing", "field_smoothing"):
         if getattr(level, key) is not None:
             setattr(level, key, _number(getattr(level, key), f"{where}.{key}", 0.0))
     if level.exact_every is not None:
-        level.exact_every = _number(level.exact_every, f"{where}.exact_every", 1, integer=True)
+        level.exact_every = _number(level.exact_every, f"{where}.exact_every", 1, integer=True, maximum=MAX_ITERATIONS)
     return level
 
 
 def _stage(data: Any, where: str) -> StageConfig:
     _build(StageConfig, data, where)
+    models = LINEAR_MODELS + DEFORMABLE_MODELS
     if "model" not in data:
-        raise PresetError(f"{where} has no 'model'; expected one of {', '.join(LINEAR_MODELS + DEFORMABLE_MODELS)}")
+        raise PresetError(f"{where} has no 'model'; expected one of {', '.join(models)}")
     values = dict(data)
-    model = MODEL_ALIASES.get(values["model"], values["model"])
-    if model not in LINEAR_MODELS + DEFORMABLE_MODELS:
-        raise PresetError(f"{where}: unknown model '{values['model']}'; expected one of {', '.join(LINEAR_MODELS + DEFORMABLE_MODELS)}")
-    values["model"] = model
+    name = _text(values["model"], f"{where}.model", what="model")
+    values["model"] = MODEL_ALIASES.get(name, name)
+    if values["model"] not in models:
+        raise PresetError(f"{where}: unknown model '{_short(name)}'; expected one of {', '.join(models)}")
     levels = values.pop("levels", None)
     stage = StageConfig(**values)
     if levels is not None:
         if not isinstance(levels, list) or not levels:
-            raise PresetError(f"{where}.levels must be a non-empty list")
+            raise PresetError(f"{where}.levels must be a non-empty list of levels")
         stage.levels = [_level(level, f"{where}.levels[{i}]") for i, level in enumerate(levels)]
-    if stage.optimizer not in OPTIMIZERS:
-        raise PresetError(f"{where}: unknown optimizer '{stage.optimizer}'; expected one of {', '.join(OPTIMIZERS)}")
+    _text(stage.optimizer, f"{where}.optimizer", OPTIMIZERS, "optimizer")
+    _text(stage.metric, f"{where}.metric", METRICS, "metric")
+    _text(stage.update, f"{where}.update", ("additive", "compositive", "symmetric"), "update")
+    if not isinstance(stage.use_masks, bool):
+        raise PresetError(f"{where}.use_masks must be true or false, got {_short(stage.use_masks)}")
     if stage.optimizer in ("one-plus-one", "cma-es") and not stage.is_linear:
         raise PresetError(f"{where}: optimizer '{stage.optimizer}' is for rigid/affine stages only")
     if stage.model not in ("displacement", "svf") and any(level.field_shrink for level in stage.levels):
         raise PresetError(f"{where}: field_shrink is for 'displacement' and 'svf' stages only")
     if stage.optimizer == "gaussian" and stage.model not in ("displacement", "svf"):
         raise PresetError(f"{where}: optimizer 'gaussian' is for 'displacement' and 'svf' stages only")
-    if not isinstance(stage.metric, str):
-        raise PresetError(f"{where}.metric must be a name such as 'ncc'")
-    if not isinstance(stage.metric_options, dict) or not isinstance(stage.regularization, dict):
-        raise PresetError(f"{where}: metric_options and regularization must be JSON objects")
+    for key in ("metric_options", "regularization"):
+        options = getattr(stage, key)
+        if not isinstance(options, dict) or not all(isinstance(name, str) for name in options):
+            raise PresetError(f"{where}.{key} must be a JSON object, got {_short(options)}")
     for name, weight in stage.regularization.items():
-        if name not in REGULARIZERS:
-            raise PresetError(f"{where}: unknown regularizer '{name}'; expected one of {', '.join(REGULARIZERS)}")
+        _text(name, f"{where}.regularization", REGULARIZERS, "regularizer")
         stage.regularization[name] = _number(weight, f"{where}.regularization.{name}", 0.0)
-    for key, minimum in (("learning_rate", 0.0), ("control_spacing", 1e-3), ("gradient_smoothing", 0.0),
-                         ("field_smoothing", 0.0), ("tolerance", 0.0)):
-        setattr(stage, key, _number(getattr(stage, key), f"{where}.{key}", minimum))
-    stage.integration_steps = _number(stage.integration_steps, f"{where}.integration_steps", 0, integer=True)
-    stage.exact_every = _number(stage.exact_every, f"{where}.exact_every", 1, integer=True)
-    if stage.update not in ("additive", "compositive", "symmetric"):
-        raise PresetError(f"{where}: unknown update '{stage.update}'; expected additive, compositive or symmetric")
+    for key, minimum, positive in (("learning_rate", 0.0, True), ("control_spacing", 0.0, True),
+                                   ("gradient_smoothing", 0.0, False), ("field_smoothing", 0.0, False),
+                                   ("tolerance", 0.0, False)):
+        setattr(stage, key, _number(getattr(stage, key), f"{where}.{key}", minimum, positive=positive))
+    stage.integration_steps = _number(stage.integration_steps, f"{where}.integration_steps", 0, integer=True,
+                                      maximum=MAX_INTEGRATION_STEPS)
+    stage.exact_every = _number(stage.exact_every, f"{where}.exact_every", 1, integer=True, maximum=MAX_ITERATIONS)
     if stage.update == "symmetric" and (stage.model != "svf" or stage.optimizer != "gaussian"):
         raise PresetError(f"{where}: update 'symmetric' needs model 'svf' with optimizer 'gaussian'")
-    stage.window = _number(stage.window, f"{where}.window", 1, integer=True)
+    stage.window = _number(stage.window, f"{where}.window", 1, integer=True, maximum=MAX_ITERATIONS)
     return stage
 
 
@@ -213,24 +265,35 @@ _INTENSITY_KEYS = {"percentile": {"mode", "low", "high", "clip"}, "window": {"mo
                    "none": {"mode"}}
 
 
-def _check_intensity(options: Mapping[str, Any], source: str) -> None:
-    """Every key known for the mode; a window is two increasing numbers; percentiles in [0, 100]."""
-    mode = options.get("mode", "percentile")
-    unknown = sorted(set(options) - _INTENSITY_KEYS[mode])
+def _check_intensity(options: Any, source: str) -> dict[str, Any]:
+    """Every key known for the mode; a window is two increasing finite numbers; percentiles
+    ``0 <= low < high <= 100``; ``clip`` a boolean."""
+    where = f"{source}: intensity"
+    if not isinstance(options, dict):
+        raise PresetError(f"{where} must be an object with mode 'percentile', 'window' or 'none', got {_short(options)}")
+    mode = _text(options.get("mode", "percentile"), f"{where}.mode", tuple(_INTENSITY_KEYS), "intensity mode")
+    unknown = sorted(str(key) for key in set(options) - _INTENSITY_KEYS[mode])
     if unknown:
         raise PresetError(f"{source}: intensity mode '{mode}' does not take {', '.join(unknown)}; "
                           f"it takes {', '.join(sorted(_INTENSITY_KEYS[mode] - {'mode'})) or 'nothing else'}")
+    if not isinstance(options.get("clip", True), bool):
+        raise PresetError(f"{where}.clip must be true or false, got {_short(options['clip'])}")
     if mode == "window":
         window = options.get("window")
         if (not isinstance(window, (list, tuple)) or len(window) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in window)
                 or not window[0] < window[1]):
-            raise PresetError(f"{source}: intensity mode 'window' needs \"window\": [low, high] with low < high")
+            raise PresetError(f"{source}: intensity mode 'window' needs \"window\": [low, high] with low < high "
+                              f"(finite numbers), got {_short(window)}")
     if mode == "percentile":
-        for key, default in (("low", 0.5), ("high", 99.5)):
-            value = options.get(key, default)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
-                raise PresetError(f"{source}: intensity '{key}' must be a percentile between 0 and 100")
+        low, high = (options.get(key, default) for key, default in (("low", 0.5), ("high", 99.5)))
+        for key, value in (("low", low), ("high", high)):
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or not 0 <= value <= 100):
+                raise PresetError(f"{source}: intensity '{key}' must be a percentile between 0 and 100, got {_short(value)}")
+        if not low < high:
+            raise PresetError(f"{source}: intensity 'low' ({low}) must be below 'high' ({high})")
+    return options
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "preset") -> RegistrationConfig:
@@ -241,11 +304,10 @@ def config_from_dict(data: Mapping[str, Any], source: str = "preset") -> Registr
     if not isinstance(stages, list) or not stages:
         raise PresetError(f"{source} needs a non-empty 'stages' list")
     config = RegistrationConfig(**values)
+    for key in ("name", "description"):
+        _text(getattr(config, key), f"{source}: {key}")
     config.stages = [_stage(stage, f"{source}: stages[{i}]") for i, stage in enumerate(stages)]
-    if config.initialization not in INITIALIZATIONS:
-        raise PresetError(f"{source}: unknown initialization '{config.initialization}'; expected one of {', '.join(INITIALIZATIONS)}")
-    if not isinstance(config.intensity, dict) or config.intensity.get("mode", "percentile") not in ("percentile", "window", "none"):
-        raise PresetError(f"{source}: intensity must be an object with mode 'percentile', 'window' or 'none'")
+    _text(config.initialization, f"{source}: initialization", INITIALIZATIONS, "initialization")
     _check_intensity(config.intensity, source)
     seen_deformable = False
     for i, stage in enumerate(config.stages):
@@ -274,6 +336,9 @@ def load_preset(preset: str | os.PathLike[str] | Mapping[str, Any] | Registratio
         return config_from_dict(preset.to_dict(), preset.name)
     if isinstance(preset, Mapping):
         return config_from_dict(preset, "preset")
+    if not isinstance(preset, (str, os.PathLike)):
+        raise PresetError(f"a preset must be a name, a JSON file path, a mapping or a RegistrationConfig, "
+                          f"got {type(preset).__name__}")
     text = str(preset)
     path = Path(text)
     looks_like_file = text.lower().endswith(".json") or os.sep in text or path.is_file()

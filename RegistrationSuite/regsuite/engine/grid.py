@@ -146,16 +146,23 @@ class Grid:
         return (along_k + along_j + along_i).unsqueeze(0)
 
     # ------------------------------------------------------------------ derived grids
-    def shrink(self, factor: float) -> "Grid":
+    def shrink(self, factor: float, minimum_size: int = 1) -> "Grid":
         """A coarser grid covering the same physical box (voxel size multiplied by ``factor``).
 
         The new voxel centres stay inside the original extent and are centred on it, so the
-        result is nested in the original box for any factor >= 1.
+        result is nested in the original box for any factor >= 1. An axis that would keep fewer
+        than ``minimum_size`` voxels keeps ``min(minimum_size, size)`` voxels spanning the
+        whole extent instead (a smaller factor along that axis only).
         """
         if factor <= 1.0:
             return self
-        size = np.maximum(1, np.floor((np.array(self.size) - 1) / factor).astype(int) + 1)
+        original = np.array(self.size)
+        size = np.maximum(1, np.floor((original - 1) / factor).astype(int) + 1)
         spacing = np.array(self.spacing) * factor
+        clamped = size < np.minimum(original, minimum_size)
+        if clamped.any():
+            size = np.where(clamped, np.minimum(original, minimum_size), size)
+            spacing = np.where(clamped, self.extent / np.maximum(size - 1, 1), spacing)
         used = (size - 1) * spacing
         offset = (self.extent - used) / 2.0
         origin = np.array(self.origin) + self.direction @ offset

@@ -25,6 +25,23 @@ from ..errors import InputError
 from .grid import Grid
 
 
+#: Fewest voxels along any axis of an input image and of a pyramid level (an axis of a smaller
+#: image keeps all of its voxels): ITK's recursive Gaussian smoothing needs 4, and finite
+#: differences and local windows need a few voxels to mean anything.
+MIN_LEVEL_VOXELS = 4
+
+
+def check_thickness(image: sitk.Image, role: str) -> None:
+    """Raise :class:`InputError` when ``image`` has fewer than :data:`MIN_LEVEL_VOXELS` voxels
+    along an axis (a slab 2 or 3 voxels thick cannot be registered in 3D)."""
+    size = image.GetSize()
+    thin = [axis for axis, n in zip("xyz", size) if n < MIN_LEVEL_VOXELS]
+    if thin:
+        raise InputError(f"{role} has {size['xyz'.index(thin[0])]} voxel(s) along {thin[0]} "
+                         f"(size {'x'.join(str(n) for n in size)}); registration needs at least "
+                         f"{MIN_LEVEL_VOXELS} voxels along every axis")
+
+
 def normalize_intensity(image: sitk.Image, options: Mapping[str, Any], mask: sitk.Image | None = None) -> sitk.Image:
     """Map intensities linearly to about [0, 1] (float32).
 
@@ -118,11 +135,14 @@ class Pyramid:
         self.moving_grid = Grid.from_sitk(moving)
         self._cache: dict[tuple[float, float], LevelImages] = {}
 
+    def fixed_level_grid(self, shrink: float) -> Grid:
+        """The fixed image's grid at ``shrink`` (at least :data:`MIN_LEVEL_VOXELS` per axis)."""
+        return self.fixed_grid.shrink(shrink, MIN_LEVEL_VOXELS)
+
     def level(self, shrink: float, smoothing: float) -> LevelImages:
         key = (float(shrink), float(smoothing))
         if key not in self._cache:
-            fixed_grid = self.fixed_grid.shrink(shrink)
-            moving_grid = self.moving_grid.shrink(shrink)
+            fixed_grid, moving_grid = self.fixed_level_grid(shrink), self.moving_grid.shrink(shrink, MIN_LEVEL_VOXELS)
             masks = [
                 None if mask is None else to_tensor(_level_image(mask, grid, 0.0), self.device)
                 for mask, grid in ((self.fixed_mask, fixed_grid), (self.moving_mask, moving_grid))
@@ -174,4 +194,10 @@ def foreground_box(image: sitk.Image, mask: sitk.Image | None = None, margin_mm:
     pad = np.ceil(margin_mm / np.array(grid.spacing))
     lower = np.maximum(lower - pad, 0)
     upper = np.minimum(upper + pad, np.array(grid.size) - 1)
+    # a box thinner than MIN_LEVEL_VOXELS (coarse voxels, thin foreground) grows on both sides,
+    # within the image
+    need = np.minimum(np.array(grid.size), MIN_LEVEL_VOXELS)
+    short = np.maximum(need - (upper - lower + 1), 0)
+    lower = np.clip(lower - np.ceil(short / 2.0), 0, np.array(grid.size) - need)
+    upper = np.maximum(upper, lower + need - 1)
     return lower.astype(int), (upper - lower + 1).astype(int)

@@ -12,22 +12,27 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, PresetError, RegistrationFailed
 from ..io.images import read_image, read_mask, require_overlap
 from ..io.transforms import is_linear
-from .config import RegistrationConfig, load_preset
+from .config import RegistrationConfig, StageConfig, load_preset
 from .grid import Grid
 from .initialization import initialize
-from .pyramid import Pyramid, crop_to_foreground, normalize_intensity
+from .limits import check_stage_memory, device_memory
+from .metrics import make_metric
+from .pyramid import Pyramid, check_thickness, crop_to_foreground, normalize_intensity
+from .regularizers import make_regularizer
 from .stages.common import ProgressEvent, Reporter
 from .stages.deformable import DeformableLoss, run_deformable_stage
 from .stages.linear import evaluate_linear, run_linear_stage
@@ -81,12 +86,21 @@ class RegistrationResult:
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without it is an :class:`InputError`."""
+    if not isinstance(device, str):
+        raise InputError(f"device must be 'auto', 'cpu' or 'cuda', got {type(device).__name__}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InputError("device 'cuda' was requested but CUDA is not available here; use --device cpu or auto")
-        return torch.device(device)
+        try:
+            target = torch.device(device)
+        except RuntimeError:  # e.g. 'cuda:x'
+            raise InputError(f"unknown device '{device}'; expected auto, cpu, cuda or cuda:<index>") from None
+        count = torch.cuda.device_count()
+        if target.type != "cuda" or (target.index is not None and target.index >= count):
+            raise InputError(f"device '{device}' does not exist here; this machine has {count} CUDA device(s)")
+        return target
     if device == "cpu":
         return torch.device("cpu")
     raise InputError(f"unknown device '{device}'; expected auto, cpu or cuda")
@@ -121,16 +135,27 @@ def register(
     """
     start = time.perf_counter()
     recipe = load_preset(config)
+    check_stage_options(recipe)
+    fixed_role, moving_role = _role(fixed, "fixed image"), _role(moving, "moving image")
     fixed = read_image(fixed, "fixed image")
     moving = read_image(moving, "moving image")
+    check_thickness(fixed, fixed_role)
+    check_thickness(moving, moving_role)
     if fixed_mask is not None:
         fixed_mask = read_mask(fixed_mask, fixed, "fixed mask")
     if moving_mask is not None:
         moving_mask = read_mask(moving_mask, moving, "moving mask")
+    if initial_transform is not None and not isinstance(initial_transform, sitk.Transform):
+        raise InputError(f"initial_transform must be a SimpleITK transform, got {type(initial_transform).__name__}")
+    if initial_transform is not None and initial_transform.GetDimension() != 3:
+        raise InputError(f"initial_transform is {initial_transform.GetDimension()}D; a 3D transform is needed")
     target = resolve_device(device)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise InputError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
     if threads is not None:
-        if threads < 1:
-            raise InputError(f"threads must be at least 1, got {threads}")
+        # 1024 at most: far above any CPU's cores, and torch refuses counts from 2**31 on
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+            raise InputError(f"threads must be an integer from 1 to 1024, got {threads!r}")
         torch.set_num_threads(int(threads))
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     torch.manual_seed(seed)
@@ -161,6 +186,10 @@ def register(
     fixed_n = normalize_intensity(fixed_roi, recipe.intensity, fixed_mask_roi)
     moving_n = normalize_intensity(moving_roi, recipe.intensity, moving_mask_roi)
     pyramid = Pyramid(fixed_n, moving_n, fixed_mask_roi, moving_mask_roi, target)
+    budget = device_memory(target)
+    for index, stage in enumerate(recipe.stages):
+        check_stage_memory(stage, [pyramid.fixed_level_grid(level.shrink) for level in stage.levels],
+                           Grid.from_sitk(fixed), budget, f"preset '{recipe.name}': stages[{index}]")
     report = Reporter(progress, cancel, len(recipe.stages))
     fixed_grid = Grid.from_sitk(fixed)
     center = _mask_center(fixed, fixed_mask)
@@ -171,30 +200,11 @@ def register(
     deformable: BSplineField | DenseField | None = None
     metrics: dict[str, Any] = {"stages": []}
     for index, stage in enumerate(recipe.stages):
-        report.begin(index, stage.model, len(stage.levels))
-        stage_start = time.perf_counter()
-        # metric before/after on the finest level that is at least 2x shrunk (cheap; the summary
-        # compares the two, it does not need full resolution), else on the finest level
-        coarse_enough = [level for level in stage.levels if level.shrink >= 2.0]
-        scored = coarse_enough[-1] if coarse_enough else stage.levels[-1]
-        finest = pyramid.level(scored.shrink, scored.smoothing)
-        a, b = linear.matrix_offset()
-        if stage.is_linear:
-            linear = LinearTransform(stage.model, center, radius)
-            linear.set_affine(a.detach().numpy(), b.detach().numpy())
-            before = evaluate_linear(linear, finest, stage)
-            run_linear_stage(stage, pyramid, linear, report, seed)
-            after = evaluate_linear(linear, finest, stage)
-        else:
-            with torch.no_grad():
-                zero = torch.zeros((1, 3) + finest.fixed_grid.shape_zyx, device=target)
-                before = float(DeformableLoss(stage, finest, a, b)(zero)[1])
-            deformable = run_deformable_stage(stage, pyramid, fixed_grid, a, b, report)
-            with torch.no_grad():
-                u = deformable.displacement(finest.fixed_grid) if isinstance(deformable, BSplineField) else deformable.displacement_on(finest.fixed_grid)
-                after = float(DeformableLoss(stage, finest, a, b)(u)[1])
-        metrics["stages"].append({"model": stage.model, "metric": stage.metric, "metric_before": before,
-                                  "metric_after": after, "seconds": round(time.perf_counter() - stage_start, 3)})
+        with _out_of_memory_fails(index, stage.model):
+            linear, stage_field, summary = _run_stage(index, stage, pyramid, linear, center, radius, fixed_grid,
+                                                      report, seed)
+        deformable = stage_field if stage_field is not None else deformable
+        metrics["stages"].append(summary)
         report.check_cancel()
 
     # ------------------------------------------------------------ export
@@ -219,3 +229,78 @@ def register(
     metrics["seconds"] = round(elapsed, 3)
     metrics["device"] = str(target)
     return RegistrationResult(transform, inverse, metrics, report.history, recipe, fixed_grid, elapsed, parts)
+
+
+def _role(source: object, role: str) -> str:
+    """``role`` with the file name when the image comes from a file."""
+    return role if isinstance(source, sitk.Image) else f"{role} '{source}'"
+
+
+def check_stage_options(recipe: RegistrationConfig) -> None:
+    """Build each stage's metric and regularizers once, so that a bad option is a
+    :class:`PresetError` naming the stage before any image is read."""
+    for index, stage in enumerate(recipe.stages):
+        try:
+            make_metric(stage.metric, **stage.metric_options)
+            for name in stage.regularization:
+                make_regularizer(name)
+        except PresetError as error:
+            raise PresetError(f"preset '{recipe.name}': stages[{index}]: {error}") from None
+
+
+@contextmanager
+def _out_of_memory_fails(index: int, model: str) -> Iterator[None]:
+    """Turn an allocation failure inside stage ``index`` into :class:`RegistrationFailed`."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+        text = str(error)
+        if not isinstance(error, (torch.OutOfMemoryError, MemoryError)) and not any(
+                sign in text for sign in ("can't allocate memory", "out of memory", "Storage size calculation overflowed")):
+            raise
+        raise RegistrationFailed(f"stage {index + 1} ({model}) ran out of memory; use larger shrink factors, "
+                                 "a coarser control spacing or a device with more memory") from None
+
+
+def _check_finite(index: int, model: str, values: dict[str, torch.Tensor | float]) -> None:
+    """:class:`RegistrationFailed` when a stage's result holds NaN or Inf."""
+    for name, value in values.items():
+        finite = bool(torch.isfinite(value).all()) if isinstance(value, torch.Tensor) else math.isfinite(value)
+        if not finite:
+            raise RegistrationFailed(f"stage {index + 1} ({model}) diverged: its {name} is not finite; "
+                                     "lower the learning rate or check the inputs")
+
+
+def _run_stage(index: int, stage: StageConfig, pyramid: Pyramid, linear: LinearTransform, center: np.ndarray,
+               radius: float, fixed_grid: Grid, report: Reporter,
+               seed: int) -> tuple[LinearTransform, BSplineField | DenseField | None, dict[str, Any]]:
+    """Run one stage; return the linear transform, the deformable model (deformable stages)
+    and the stage's summary (metric before and after, seconds)."""
+    report.begin(index, stage.model, len(stage.levels))
+    stage_start = time.perf_counter()
+    # metric before/after on the finest level that is at least 2x shrunk (cheap; the summary
+    # compares the two, it does not need full resolution), else on the finest level
+    coarse_enough = [level for level in stage.levels if level.shrink >= 2.0]
+    scored = coarse_enough[-1] if coarse_enough else stage.levels[-1]
+    finest = pyramid.level(scored.shrink, scored.smoothing)
+    a, b = linear.matrix_offset()
+    deformable: BSplineField | DenseField | None = None
+    if stage.is_linear:
+        linear = LinearTransform(stage.model, center, radius)
+        linear.set_affine(a.detach().numpy(), b.detach().numpy())
+        before = evaluate_linear(linear, finest, stage)
+        run_linear_stage(stage, pyramid, linear, report, seed)
+        after = evaluate_linear(linear, finest, stage)
+        matrix, offset = linear.matrix_offset()
+        _check_finite(index, stage.model, {"matrix": matrix.detach(), "offset": offset.detach(), "final metric": after})
+    else:
+        with torch.no_grad():
+            zero = torch.zeros((1, 3) + finest.fixed_grid.shape_zyx, device=pyramid.device)
+            before = float(DeformableLoss(stage, finest, a, b)(zero)[1])
+        deformable = run_deformable_stage(stage, pyramid, fixed_grid, a, b, report)
+        with torch.no_grad():
+            u = deformable.displacement(finest.fixed_grid) if isinstance(deformable, BSplineField) else deformable.displacement_on(finest.fixed_grid)
+            after = float(DeformableLoss(stage, finest, a, b)(u)[1])
+        _check_finite(index, stage.model, {"displacement": u, "final metric": after})
+    return linear, deformable, {"model": stage.model, "metric": stage.metric, "metric_before": before,
+                                "metric_after": after, "seconds": round(time.perf_counter() - stage_start, 3)}

@@ -50,6 +50,8 @@ METRICS: dict[str, type[SimilarityMetric]] = {
 
 def metric_options(name: str) -> dict[str, Any]:
     """Option names of metric ``name`` with their defaults."""
+    if name not in METRICS:
+        raise PresetError(f"unknown metric {name!r}; valid names: {', '.join(METRICS)}")
     parameters = inspect.signature(METRICS[name].__init__).parameters
     return {key: p.default for key, p in parameters.items() if key != "self"}
 

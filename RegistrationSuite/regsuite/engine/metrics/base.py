@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -208,17 +209,19 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     return _BoxMean.apply(x, int(radius))
 
 
-def check_int(option: str, value: Any, low: int, name: str) -> int:
-    """``value`` as an int ``>= low`` or :class:`PresetError` naming ``name.option``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise PresetError(f"metric '{name}': option {option} must be an integer >= {low}, got {value!r}")
+def check_int(option: str, value: Any, low: int, name: str, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]`` or :class:`PresetError` naming ``name.option``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        wanted = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+        raise PresetError(f"metric '{name}': option {option} must be {wanted}, got {value!r}")
     return int(value)
 
 
 def check_float(option: str, value: Any, low: float, name: str) -> float:
-    """``value`` as a float ``> low`` or :class:`PresetError` naming ``name.option``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value) > low:
-        raise PresetError(f"metric '{name}': option {option} must be a number > {low}, got {value!r}")
+    """``value`` as a finite float ``> low`` or :class:`PresetError` naming ``name.option``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not float(value) > low):
+        raise PresetError(f"metric '{name}': option {option} must be a finite number > {low}, got {value!r}")
     return float(value)
 
 

@@ -34,7 +34,8 @@ class LocalNCC(SimilarityMetric):
 
     def __init__(self, radius: int = 2, eps: float = 1e-4, squared: bool = False) -> None:
         super().__init__()
-        self.radius = check_int("radius", radius, 1, self.name)
+        # windows of at most 65^3 voxels: wider ones are global NCC at a higher cost
+        self.radius = check_int("radius", radius, 1, self.name, high=32)
         self.eps = check_float("eps", eps, 0.0, self.name)
         self.squared = check_bool("squared", squared, self.name)
 

@@ -79,9 +79,10 @@ class MutualInformation(SimilarityMetric):
 
     def __init__(self, bins: int = 32, samples: int | None = None, seed: int = 0) -> None:
         super().__init__()
-        self.bins = check_int("bins", bins, 8, self.name)
+        # at most 1024 bins: a 1024 x 1024 joint histogram already needs ~10^8 samples to fill
+        self.bins = check_int("bins", bins, 8, self.name, high=1024)
         self.samples = None if samples is None else check_int("samples", samples, 16, self.name)
-        self.seed = check_int("seed", seed, 0, self.name)
+        self.seed = check_int("seed", seed, 0, self.name, high=2 ** 63 - 1)  # torch.Generator's range
         self._order: Tensor | None = None
 
     def _subset(self, count: int, device: torch.device) -> Tensor:

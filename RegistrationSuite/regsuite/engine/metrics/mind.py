@@ -126,8 +126,10 @@ class MINDSSC(SimilarityMetric):
 
     def __init__(self, radius: int = 1, dilation: int = 2, norm: str = "l2") -> None:
         super().__init__()
-        self.radius = check_int("radius", radius, 0, self.name)
-        self.dilation = check_int("dilation", dilation, 1, self.name)
+        # patches and neighbours of at most 16 voxels: wider ones describe no local structure
+        # and pad every image by 2 dilation + radius voxels per side
+        self.radius = check_int("radius", radius, 0, self.name, high=16)
+        self.dilation = check_int("dilation", dilation, 1, self.name, high=16)
         if norm not in ("l1", "l2"):
             raise PresetError(f"metric 'mind': option norm must be 'l1' or 'l2', got {norm!r}")
         self.norm = norm

@@ -19,12 +19,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ...errors import PresetError
 from ..config import StageConfig
 from ..filters import double_to, gaussian_blur, gaussian_blur_fast, halve
 from ..grid import Grid
 from ..metrics import make_metric
 from ..optimizers.adam import Adam
-from ..pyramid import LevelImages, Pyramid
+from ..pyramid import MIN_LEVEL_VOXELS, LevelImages, Pyramid
 from ..regularizers import central_difference, index_to_world, make_regularizer
 from ..transforms.bspline import BSplineField
 from ..transforms.dense import DenseField, VelocityField, compose_on_grid, resample_field
@@ -49,7 +50,7 @@ def model_for_level(stage: StageConfig, model: DeformableModel | None, domain: G
         if model is None:
             return BSplineField(domain, spacing).to(device)
         return model if abs(spacing - model.grid_spacing.max()) < 1e-9 else model.refined(spacing)
-    grid = level.fixed_grid.shrink(stage.levels[index].field_shrink or 1.0)
+    grid = level.fixed_grid.shrink(stage.levels[index].field_shrink or 1.0, MIN_LEVEL_VOXELS)
     if model is None:
         if stage.model == "svf":
             return VelocityField(grid, steps=stage.integration_steps).to(device)
@@ -138,7 +139,8 @@ def run_deformable_stage(stage: StageConfig, pyramid: Pyramid, domain: Grid, mat
             _run_gaussian(stage, model, level, loss, index, level_config.iterations, lr, report)
         else:
             _run_gradient(stage, model, level, loss, index, level_config.iterations, lr, report)
-    assert model is not None
+    if model is None:  # config validation guarantees a level; a hand-built StageConfig may not
+        raise PresetError("a deformable stage needs at least one level")
     return model
 
 

@@ -35,6 +35,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
+from ...errors import InputError
 from ..grid import Grid
 
 
@@ -49,16 +50,23 @@ def cubic_bspline(t: np.ndarray) -> np.ndarray:
     return out
 
 
+def control_mesh(domain: Grid, control_spacing: float | Sequence[float]) -> tuple[int, int, int]:
+    """Cells per axis (x, y, z) of the control grid with at most ``control_spacing`` mm per cell
+    over the box of ``domain``'s voxels (computed without allocating anything)."""
+    spacing = np.broadcast_to(np.asarray(control_spacing, dtype=np.float64), (3,))
+    extent = np.array(domain.size) * np.array(domain.spacing)
+    return tuple(int(max(1, math.ceil(e / s - 1e-6))) for e, s in zip(extent, spacing))  # type: ignore[return-value]
+
+
 class BSplineField(nn.Module):
     """Cubic B-spline displacement field (world mm) over the domain of a fixed-image grid."""
 
     def __init__(self, domain: Grid, control_spacing: float | Sequence[float]) -> None:
         super().__init__()
-        spacing = np.broadcast_to(np.asarray(control_spacing, dtype=np.float64), (3,))
         self.domain = domain
         self.corner = -0.5 * np.array(domain.spacing)  # domain start, relative to voxel 0 (mm)
         extent = np.array(domain.size) * np.array(domain.spacing)
-        self.mesh: tuple[int, int, int] = tuple(int(max(1, math.ceil(e / s - 1e-6))) for e, s in zip(extent, spacing))
+        self.mesh: tuple[int, int, int] = control_mesh(domain, control_spacing)
         self.grid_spacing = extent / np.array(self.mesh)
         size_zyx = (self.mesh[2] + 3, self.mesh[1] + 3, self.mesh[0] + 3)
         self.coefficients = nn.Parameter(torch.zeros((1, 3) + size_zyx, dtype=torch.float32))
@@ -73,7 +81,7 @@ class BSplineField(nn.Module):
     def _axis_positions(self, grid: Grid) -> list[np.ndarray]:
         """Positions of ``grid``'s voxel centres along each domain axis, in domain mm."""
         if not np.allclose(grid.direction, self.domain.direction, atol=1e-6):
-            raise ValueError("B-spline evaluation needs a grid with the domain's direction cosines")
+            raise InputError("B-spline evaluation needs a grid with the domain's direction cosines")
         offset = self.domain.direction.T @ (np.array(grid.origin) - np.array(self.domain.origin)) - self.corner
         return [offset[a] + np.arange(grid.size[a]) * grid.spacing[a] for a in range(3)]
 

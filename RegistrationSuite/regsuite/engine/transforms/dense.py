@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import InputError
 from ..grid import Grid
 
 
@@ -107,7 +108,7 @@ class DenseField(nn.Module):
         return sitk.DisplacementFieldTransform(image)
 
     def inverse_displacement(self) -> torch.Tensor:
-        raise NotImplementedError("a dense displacement field has no exact inverse")
+        raise InputError("a dense displacement field has no exact inverse; use the 'svf' model for an invertible map")
 
 
 class VelocityField(DenseField):
