@@ -304,6 +304,36 @@ def test_dependencies_constraints_pin_bundled_packages(tmp_path):
     assert f"SimpleITK=={importlib.metadata.version('SimpleITK')}" in text
 
 
+def test_ensure_torch_installs_only_what_is_missing_after_the_user_agrees(monkeypatch, mrml):
+    """h5py missing (torch present): one question, then pip installs h5py alone with the bundled
+    packages pinned; declining installs nothing; nothing missing asks nothing."""
+    import importlib.util
+
+    import slicer
+    from RegSuiteRegistrationLib import dependencies
+
+    real_find_spec = importlib.util.find_spec
+    hidden = {"h5py"}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in hidden else real_find_spec(name, *a))
+    asked, installed = [], []
+    answer = [False]
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: asked.append(a) or answer[0],
+                        raising=False)
+    monkeypatch.setattr(slicer.util, "pip_install",
+                        lambda request: installed.append((request, Path(request.split()[-1]).read_text())),
+                        raising=False)
+    assert dependencies.missingPackages() == ["h5py"]
+    assert dependencies.ensureTorch() is False and len(asked) == 1 and installed == []  # declined
+    answer[0] = True
+    assert dependencies.ensureTorch() is True and len(asked) == 2
+    [(request, constraints)] = installed
+    assert request.startswith("h5py --constraint ") and "torch" not in request
+    assert "numpy==" in constraints
+    hidden.clear()
+    assert dependencies.ensureTorch() is True and len(asked) == 2 and len(installed) == 1
+
+
 def test_cuda_check_reads_the_torch_build_without_importing_torch():
     import subprocess
     import sys

@@ -1,7 +1,8 @@
-"""PyTorch on demand: checked lazily, installed only after the user agrees.
+"""PyTorch (and h5py) on demand: checked lazily, installed only after the user agrees.
 
 Slicer does not bundle PyTorch. The registration runs in a background ``PythonSlicer`` process
-that imports torch, so torch must be installed into Slicer's Python. :func:`ensureTorch` is called
+that imports torch, so torch must be installed into Slicer's Python; h5py (small) lets the worker
+write deformable results as compact ``.h5`` files (without it they are written full size). :func:`ensureTorch` is called
 when the user presses Apply (never from a widget's constructor). It prefers the PyTorch Utils
 module of the SlicerPyTorch extension, which picks the CUDA build matching the computer, and falls
 back to ``slicer.util.pip_install``. The packages Slicer bundles (numpy, SimpleITK, vtk) are pinned
@@ -24,8 +25,11 @@ from typing import Any
 #: Packages Slicer ships that an install must never upgrade or replace.
 BUNDLED = ("numpy", "SimpleITK", "vtk")
 
+#: What the background worker imports beyond Slicer's own packages.
+NEEDED = ("torch", "h5py")
+
 INSTALL_QUESTION = (
-    "Registration Suite needs PyTorch, which is not installed in Slicer yet.\n\n"
+    "Registration Suite needs PyTorch (and h5py), which is not installed in Slicer yet.\n\n"
     "Install it now? It downloads several hundred MB (more for the GPU build) and can take a few minutes; "
     "Slicer's own packages are left as they are.")
 
@@ -33,6 +37,11 @@ INSTALL_QUESTION = (
 def torchAvailable() -> bool:
     """True when ``import torch`` would work (torch itself is not imported)."""
     return importlib.util.find_spec("torch") is not None
+
+
+def missingPackages() -> list[str]:
+    """The packages of :data:`NEEDED` that cannot be imported here (none is imported)."""
+    return [name for name in NEEDED if importlib.util.find_spec(name) is None]
 
 
 def constraintsFile(folder: str | None = None) -> str:
@@ -59,23 +68,25 @@ def _pytorch_utils_logic() -> Any:
 
 
 def ensureTorch(askConfirmation: bool = True) -> bool:
-    """Make ``import torch`` work, installing PyTorch after the user agrees.
+    """Make ``import torch`` (and ``import h5py``) work, installing them after the user agrees.
 
     Returns True when torch is importable afterwards, False when the user declined.
     """
-    if torchAvailable():
+    missing = missingPackages()
+    if not missing:
         return True
     import slicer  # noqa: PLC0415
 
     if askConfirmation and not slicer.util.confirmOkCancelDisplay(INSTALL_QUESTION, "Install PyTorch"):
         return False
-    utils = _pytorch_utils_logic()
+    utils = _pytorch_utils_logic() if "torch" in missing else None
     if utils is not None:
         utils.installTorch(askConfirmation=False)
-    else:
+        missing.remove("torch")
+    if missing:
         constraints = constraintsFile()
         try:
-            slicer.util.pip_install(f"torch --constraint {constraints}")
+            slicer.util.pip_install(f"{' '.join(missing)} --constraint {constraints}")
         finally:
             os.remove(constraints)
     importlib.invalidate_caches()
