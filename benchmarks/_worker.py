@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixed-mask")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", help="regsuite only: preset name or JSON file instead of the suite's")
     args = parser.parse_args(argv)
 
     out_dir = Path(args.out_dir)
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         module = importlib.import_module(f"benchmarks.peers.{MODULES[args.tool]}")
+        extra = {"preset": args.preset} if args.preset else {}
         result = module.run(args.fixed, args.moving, str(out_dir), fixed_mask=args.fixed_mask,
-                            threads=args.threads, suite=args.suite)
+                            threads=args.threads, suite=args.suite, **extra)
         record.update(result)
         record["status"] = "ok"
     except Exception as error:  # noqa: BLE001 - every failure is recorded, not raised

@@ -7,7 +7,7 @@ Dice over the labels, SD of log|J| and % J <= 0 inside the fixed brain).
 
 Run from the repository root::
 
-    python benchmarks/brain_variants.py --pairs 1-2,3-4,5-6 [--data ../shared/data] [--threads 2]
+    python benchmarks/brain_variants.py --pairs 1-3,2-4,3-5 [--data ../shared/data] [--threads 2]
     python benchmarks/brain_variants.py --variant '{"update": "compositive", "field_smoothing": 0.707}'
 
 Without ``--variant`` it runs the ablation below: each row undoes one choice of the preset.
@@ -36,14 +36,18 @@ for entry in (REPO, REPO / "RegistrationSuite"):
     if str(entry) not in sys.path:
         sys.path.insert(0, str(entry))
 
-from benchmarks import metrics  # noqa: E402
+from benchmarks import metrics, suites  # noqa: E402
 from regsuite.engine.config import PRESET_DIR  # noqa: E402
 from regsuite.engine.registration import register  # noqa: E402
 
 #: name -> replacements in the deformable stage (``levels`` replaces the whole list)
 ABLATION: dict[str, dict[str, Any]] = {
     "brain-mri (shipped)": {},
-    "plain (not squared) local NCC": {"metric_options": {"radius": 2}},
+    "plain (not squared) local NCC": {"metric_options": {"radius": 3}},
+    "5x5x5 windows, 6 steps at 1 mm (preset of 2662a61)": {
+        "metric_options": {"radius": 2, "squared": True},
+        "levels": [{"shrink": 4, "smoothing": 2, "iterations": 60}, {"shrink": 2, "smoothing": 1, "iterations": 30},
+                   {"shrink": 1, "smoothing": 0, "iterations": 6, "learning_rate": 2.0, "field_smoothing": 0.6}]},
     "one-sided compositive updates": {"update": "compositive"},
     "one-sided, plain NCC, field sigma 0.707 (previous preset)": {
         "update": "compositive", "metric_options": {"radius": 2}, "field_smoothing": 0.707, "exact_every": 6,
@@ -76,13 +80,17 @@ def score(preset: dict, root: Path, pair: tuple[int, int], threads: int) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", default="1-2,3-4,5-6", help="fixed-moving subject pairs, comma-separated")
+    parser.add_argument("--pairs", default="tune",
+                        help="fixed-moving subject pairs, comma-separated, or a set name (default: tune, subjects 1-5)")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variant", help="JSON object of deformable-stage keys to replace (instead of the ablation)")
     args = parser.parse_args()
     root = Path(args.data) / "oasis_trt20"
-    pairs = [tuple(int(s) for s in item.split("-")) for item in args.pairs.split(",")]
+    try:
+        pairs = suites.parse_brain_pairs(args.pairs)
+    except ValueError as error:
+        parser.error(f"--pairs: {error}")
     preset = json.loads((PRESET_DIR / "brain-mri.json").read_text())
     variants = {"variant": json.loads(args.variant)} if args.variant else ABLATION
     columns = " | ".join(f"{i}<-{j} Dice / SD log\\|J\\|" for i, j in pairs)

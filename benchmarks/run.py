@@ -4,6 +4,8 @@ Usage (from the repository root)::
 
     python benchmarks/run.py --suite brain --pairs 3 --tools regsuite,greedy,ants,elastix,sitk \
         --threads 2 --out benchmarks/results
+    python benchmarks/run.py --suite brain --brain-pairs confirm --tools regsuite,greedy \
+        --regsuite-preset candidate.json --out benchmarks/results/confirm
 
 Each (tool, pair) runs in its own fresh child process (``benchmarks/_worker.py``) with
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` set to
@@ -42,6 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="RegistrationSuite benchmark against peer tools.")
     parser.add_argument("--suite", default="brain", choices=[*suites.SUITES, "all"])
     parser.add_argument("--pairs", type=int, default=None, help="use the first N pairs of each suite")
+    parser.add_argument("--brain-pairs", default=None, metavar="PAIRS",
+                        help="brain pairs to run instead of the default list: 'tune', 'confirm' (the subject "
+                             "split of benchmarks/suites.py) or FIXED-MOVING subjects, e.g. 6-8,7-9")
+    parser.add_argument("--regsuite-preset", default=None, metavar="PRESET",
+                        help="preset name or JSON file for the regsuite tool (default: the suite's preset)")
     parser.add_argument("--tools", default=",".join(TOOLS),
                         help=f"comma-separated, from {', '.join(sorted(MODULES))}")
     parser.add_argument("--threads", type=int, default=2)
@@ -65,6 +72,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--threads must be at least 1")
     if not args.data.is_dir():
         parser.error(f"data folder {args.data} not found (use --data)")
+    if args.brain_pairs is not None:
+        try:
+            args.brain_pairs = suites.parse_brain_pairs(args.brain_pairs)
+        except ValueError as error:
+            parser.error(f"--brain-pairs: {error}")
+    if args.regsuite_preset is not None:
+        preset = Path(args.regsuite_preset)
+        if args.regsuite_preset.lower().endswith(".json"):
+            if not preset.is_file():
+                parser.error(f"--regsuite-preset: preset file {preset} not found")
+            args.regsuite_preset = str(preset.resolve())  # the child runs in the repository root
     return args
 
 
@@ -81,18 +99,22 @@ def child_environment(threads: int) -> dict:
     return env
 
 
-def child_command(tool: str, case: suites.Case, run_dir: Path, threads: int, use_mask: bool = True) -> list[str]:
-    """The worker invocation for one (tool, case); ``use_mask=False`` leaves the fixed mask out."""
+def child_command(tool: str, case: suites.Case, run_dir: Path, threads: int, use_mask: bool = True,
+                  preset: str | None = None) -> list[str]:
+    """The worker invocation for one (tool, case); ``use_mask=False`` leaves the fixed mask out;
+    ``preset`` (regsuite only) replaces the suite's preset."""
     command = [sys.executable, str(REPO / "benchmarks" / "_worker.py"), "--tool", tool, "--suite", case.suite,
                "--fixed", case.fixed, "--moving", case.moving, "--out-dir", str(run_dir),
                "--threads", str(threads)]
     if case.fixed_mask and use_mask:
         command += ["--fixed-mask", case.fixed_mask]
+    if preset and tool == "regsuite":
+        command += ["--preset", preset]
     return command
 
 
 def run_child(tool: str, case: suites.Case, run_dir: Path, threads: int, timeout: float,
-              use_mask: bool = True) -> dict:
+              use_mask: bool = True, preset: str | None = None) -> dict:
     """Run one registration in a fresh process group; return its ``run.json`` record."""
     run_dir.mkdir(parents=True, exist_ok=True)
     result_file = run_dir / "run.json"
@@ -100,7 +122,7 @@ def run_child(tool: str, case: suites.Case, run_dir: Path, threads: int, timeout
     load_before = os.getloadavg()[0]  # other work on the machine skews the timings
     start = time.perf_counter()
     with open(run_dir / "child.log", "w") as log:
-        child = subprocess.Popen(child_command(tool, case, run_dir, threads, use_mask), stdout=log,
+        child = subprocess.Popen(child_command(tool, case, run_dir, threads, use_mask, preset), stdout=log,
                                  stderr=subprocess.STDOUT, env=child_environment(threads), cwd=str(REPO),
                                  start_new_session=True)
         try:
@@ -155,23 +177,27 @@ def main(argv: list[str] | None = None) -> int:
     suite_names = list(suites.SUITES) if args.suite == "all" else [args.suite]
     machine = report.machine_info(REPO)
     machine["threads"] = args.threads
+    if args.brain_pairs is not None:
+        machine["brain_pairs"] = ",".join(f"{i}-{j}" for i, j in args.brain_pairs)
+    if args.regsuite_preset is not None:
+        machine["regsuite_preset"] = args.regsuite_preset
     records: list[dict] = []
     for suite in suite_names:
-        suite_cases = suites.cases(suite, args.data, args.pairs)
+        suite_cases = suites.cases(suite, args.data, args.pairs, args.brain_pairs)
         for index, case in enumerate(suite_cases):
             t1pd_runs: dict[str, dict] = {}
             for tool in args.tools:
                 run_dir = args.out / "runs" / suite / case.pair / tool
                 use_mask = tool not in args.no_mask
                 if args.dry_run:
-                    print(" ".join(child_command(tool, case, run_dir, args.threads, use_mask)))
+                    print(" ".join(child_command(tool, case, run_dir, args.threads, use_mask, args.regsuite_preset)))
                     continue
                 previous = run_dir / "run.json"
                 if args.reuse and previous.is_file() and json.loads(previous.read_text()).get("status") == "ok":
                     run = json.loads(previous.read_text())
                 else:
                     print(f"[{suite} {case.pair}] {tool} ...", flush=True)
-                    run = run_child(tool, case, run_dir, args.threads, args.timeout, use_mask)
+                    run = run_child(tool, case, run_dir, args.threads, args.timeout, use_mask, args.regsuite_preset)
                 record = {"suite": suite, "pair": case.pair, "tool": tool, **run,
                           "fixed_mask_used": bool(case.fixed_mask and use_mask)}
                 if record.get("status") == "ok":

@@ -31,6 +31,18 @@ SUITES = ("brain", "lung", "t1pd")
 #: fixed, moving subject numbers of OASIS-TRT-20 (``--pairs N`` takes the first N)
 BRAIN_PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (2, 3), (4, 5), (6, 7), (8, 9), (10, 1)]
 
+#: a split by subject (``--brain-pairs tune|confirm``): the brain preset is tuned on pairs of
+#: subjects 1-5 only and confirmed on pairs of subjects 6-10 only. None of these pairs is in
+#: :data:`BRAIN_PAIRS`; subjects 7-10 did inform earlier presets (pairs 7<-8 and 9<-10), so the
+#: confirm pairs are new pairs, not unseen subjects.
+BRAIN_PAIR_SETS = {
+    "tune": [(1, 3), (2, 4), (3, 5), (4, 1), (5, 2)],
+    "confirm": [(6, 8), (7, 9), (8, 10), (9, 6), (10, 7)],
+}
+
+#: subject numbers of OASIS-TRT-20
+BRAIN_SUBJECTS = range(1, 11)
+
 #: the tool whose mapping the t1pd suite compares the others with, then the second reference
 T1PD_REFERENCES = ("elastix", "regsuite")
 
@@ -47,11 +59,36 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
-def brain_cases(data: Path, count: Optional[int] = None) -> list[Case]:
-    """OASIS-TRT-20 pairs in the fixed order of :data:`BRAIN_PAIRS`."""
+def parse_brain_pairs(text: str) -> list[tuple[int, int]]:
+    """Brain pairs from a set name of :data:`BRAIN_PAIR_SETS` or a list ``"6-8,7-9"`` (fixed-moving).
+
+    Raises ``ValueError`` with a one-line message naming the bad item.
+
+    Example:
+        >>> parse_brain_pairs("6-8, 10-7")
+        [(6, 8), (10, 7)]
+    """
+    if text.strip() in BRAIN_PAIR_SETS:
+        return list(BRAIN_PAIR_SETS[text.strip()])
+    pairs = []
+    for item in (part.strip() for part in text.split(",")):
+        fixed, _, moving = item.partition("-")
+        if not (fixed.isdigit() and moving.isdigit()):
+            raise ValueError(f"brain pair {item!r} is not FIXED-MOVING (e.g. 6-8) nor one of "
+                             f"{', '.join(BRAIN_PAIR_SETS)}")
+        pair = (int(fixed), int(moving))
+        if pair[0] not in BRAIN_SUBJECTS or pair[1] not in BRAIN_SUBJECTS or pair[0] == pair[1]:
+            raise ValueError(f"brain pair {item!r} needs two different subjects from 1 to 10")
+        pairs.append(pair)
+    return pairs
+
+
+def brain_cases(data: Path, count: Optional[int] = None,
+                pairs: Optional[list[tuple[int, int]]] = None) -> list[Case]:
+    """OASIS-TRT-20 pairs: ``pairs`` if given, else :data:`BRAIN_PAIRS`; ``count`` keeps the first N."""
     root = data / "oasis_trt20"
     cases = []
-    for i, j in BRAIN_PAIRS[:count]:
+    for i, j in (BRAIN_PAIRS if pairs is None else pairs)[:count]:
         fixed_dir, moving_dir = root / f"OASIS-TRT-20-{i}", root / f"OASIS-TRT-20-{j}"
         cases.append(Case("brain", f"{i}-{j}", str(fixed_dir / "t1weighted_brain.nii.gz"),
                           str(moving_dir / "t1weighted_brain.nii.gz"),
@@ -76,11 +113,14 @@ def t1pd_cases(data: Path, count: Optional[int] = None) -> list[Case]:
     return [Case("t1pd", "t1-pd", str(root / "chris_t1.nii.gz"), str(root / "chris_PD.nii.gz"))][:count]
 
 
-def cases(suite: str, data: Path, count: Optional[int] = None) -> list[Case]:
-    """The cases of ``suite``; ``count`` keeps the first N."""
+def cases(suite: str, data: Path, count: Optional[int] = None,
+          brain_pairs: Optional[list[tuple[int, int]]] = None) -> list[Case]:
+    """The cases of ``suite``; ``count`` keeps the first N; ``brain_pairs`` replaces :data:`BRAIN_PAIRS`."""
     builders = {"brain": brain_cases, "lung": lung_cases, "t1pd": t1pd_cases}
     if suite not in builders:
         raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    if suite == "brain":
+        return brain_cases(data, count, brain_pairs)
     return builders[suite](data, count)
 
 

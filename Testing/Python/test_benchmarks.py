@@ -235,3 +235,36 @@ def test_brain_variants_are_valid_presets_that_change_only_the_deformable_stage(
         assert variant["stages"][:-1] == shipped["stages"][:-1], name
         assert all(variant["stages"][-1][key] == value for key, value in changes.items()), name
     assert shipped == json.loads((PRESET_DIR / "brain-mri.json").read_text())  # the preset itself untouched
+
+
+def test_brain_pair_split_and_explicit_pairs(tmp_path):
+    """The tune/confirm sets split the subjects (1-5 vs 6-10) and reuse no pair of BRAIN_PAIRS;
+    --brain-pairs picks sets or explicit pairs, --regsuite-preset reaches only the regsuite child."""
+    from benchmarks import run
+
+    tune, confirm = suites.BRAIN_PAIR_SETS["tune"], suites.BRAIN_PAIR_SETS["confirm"]
+    assert {s for pair in tune for s in pair} == {1, 2, 3, 4, 5}
+    assert {s for pair in confirm for s in pair} == {6, 7, 8, 9, 10}
+    assert not (set(tune) | set(confirm)) & set(suites.BRAIN_PAIRS)
+    assert suites.parse_brain_pairs("confirm") == confirm
+    assert suites.parse_brain_pairs(" 6-8,10-7") == [(6, 8), (10, 7)]
+    for bad in ("6-6", "6-11", "6:8", "tune,6-8"):
+        with pytest.raises(ValueError, match="brain pair"):
+            suites.parse_brain_pairs(bad)
+    cases = suites.cases("brain", tmp_path, None, [(6, 8), (10, 7)])
+    assert [c.pair for c in cases] == ["6-8", "10-7"]
+    assert cases[1].moving.endswith("OASIS-TRT-20-7/t1weighted_brain.nii.gz")
+    assert [c.pair for c in suites.cases("brain", tmp_path, 1, tune)] == ["1-3"]
+
+    preset = tmp_path / "p.json"
+    preset.write_text("{}")
+    args = run.parse_args(["--brain-pairs", "tune", "--regsuite-preset", str(preset), "--data", str(tmp_path)])
+    assert args.brain_pairs == tune and args.regsuite_preset == str(preset.resolve())
+    with pytest.raises(SystemExit):
+        run.parse_args(["--brain-pairs", "6-x", "--data", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--regsuite-preset", str(tmp_path / "missing.json"), "--data", str(tmp_path)])
+    assert run.parse_args(["--data", str(tmp_path)]).brain_pairs is None
+    command = run.child_command("regsuite", cases[0], tmp_path, 2, preset=str(preset))
+    assert command[-2:] == ["--preset", str(preset)]
+    assert "--preset" not in run.child_command("greedy", cases[0], tmp_path, 2, preset=str(preset))

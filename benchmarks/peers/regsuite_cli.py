@@ -51,22 +51,25 @@ def _environment() -> dict:
 
 
 def run(fixed_path: str, moving_path: str, out_dir: str, fixed_mask: Optional[str] = None,
-        threads: int = 2, suite: str = "brain") -> dict:
+        threads: int = 2, suite: str = "brain", preset: Optional[str] = None) -> dict:
     """Run the CLI in a subprocess; its peak memory is the child's ``ru_maxrss``.
+
+    ``preset`` (a name or a JSON file) replaces the suite's preset of :data:`PRESETS`.
 
     Afterwards (outside the timing) ``regsuite apply`` resamples the moving image with the written
     transform: the harness's conversion check then compares it with SimpleITK's resampling.
     """
     transform_path = str(out_path(out_dir, "transform.h5"))
     log_path = out_path(out_dir, "regsuite.log")
-    args = command(fixed_path, moving_path, transform_path, PRESETS[suite], fixed_mask, threads)
+    args = command(fixed_path, moving_path, transform_path, preset or PRESETS[suite], fixed_mask, threads)
     with open(log_path, "w") as log, stopwatch() as clock:
         completed = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=_environment())
     peak = peak_rss_mb()
     if completed.returncode != 0:
         tail = log_path.read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise RuntimeError(f"regsuite exited with status {completed.returncode}: {tail[0]}")
-    result = dict(transform_path=transform_path, seconds=clock["seconds"], peak_rss_mb=peak, command=" ".join(args))
+    result = dict(transform_path=transform_path, seconds=clock["seconds"], peak_rss_mb=peak, command=" ".join(args),
+                  preset=preset or PRESETS[suite])
     warped = str(out_path(out_dir, "tool_warped.nii.gz"))
     apply = _head() + ["apply", "--reference", str(fixed_path), "--input", str(moving_path),
                        "--transform", transform_path, "--output", warped]
