@@ -91,7 +91,7 @@ def _files(folder) -> dict[str, tuple[bytes, int]]:
 
 
 def test_batch_detached_and_upper_case_outputs_with_capped_threads(batch, mrml, tmp_path, capsys):
-    from regsuite.cli.safety import usable_cores
+    from regsuite.io.safety import usable_cores
 
     paths = sample_paths()
     preset = tmp_path / "lung-affine.json"

@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 
 from regsuite.cli.main import main
-from regsuite.cli.safety import usable_cores
+from regsuite.io.safety import usable_cores
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "RegistrationSuite")}

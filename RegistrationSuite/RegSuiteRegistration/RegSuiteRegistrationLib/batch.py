@@ -141,7 +141,8 @@ def _verify(node: Any, tmp: str, path: str, role: str) -> None:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Every output: known extension, writable folder, not a folder, not an input, not twice."""
-    from regsuite.cli.safety import check_distinct, check_output, preset_file  # noqa: PLC0415
+    from regsuite.engine.config import preset_file  # noqa: PLC0415
+    from regsuite.io.safety import check_distinct, check_output  # noqa: PLC0415
 
     check_output(args.output_transform, TRANSFORM_SUFFIXES, "--output-transform")
     check_output(args.output_volume, VOLUME_SUFFIXES, "--output-volume")
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace, scene: Any) -> int:
     """Register the files named in ``args`` inside ``scene``; raises RegSuiteError on failure."""
     from RegSuiteRegistrationLib.logic import RegSuiteRegistrationLogic  # noqa: PLC0415
 
-    from regsuite.cli.safety import check_seed, usable_threads  # noqa: PLC0415
+    from regsuite.io.safety import check_seed, usable_threads  # noqa: PLC0415
 
     _check_outputs(args)
     args.threads = usable_threads(args.threads)
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None, scene: Any = None) -> int:
         import slicer  # noqa: PLC0415
 
         scene = slicer.mrmlScene
-    from regsuite.cli.safety import Terminated, termination_as_exception  # noqa: PLC0415
+    from regsuite.io.safety import Terminated, termination_as_exception  # noqa: PLC0415
 
     try:
         with termination_as_exception():

@@ -60,7 +60,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..visualize import save_overview
     from ..io.images import cast_like
     from .main import run_registration, stage_outputs, write_json
-    from .safety import usable_threads
+    from ..io.safety import usable_threads
 
     args.threads = usable_threads(args.threads)
     paths = sample_paths()

@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError, PresetError, RegSuiteError, TransformFileError
 from ..io.atomic import atomic_output, split_suffix
-from .safety import (Terminated, check_distinct, check_output, check_seed, preset_file,
+from ..io.safety import (Terminated, check_distinct, check_output, check_seed,
                      termination_as_exception, usable_threads)
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -119,7 +119,7 @@ def describe_config(preset: str) -> str:
 
 # ---------------------------------------------------------------------------- register
 def cmd_register(args: argparse.Namespace) -> int:
-    from ..engine.config import INVERTIBLE_MODELS, load_preset
+    from ..engine.config import INVERTIBLE_MODELS, load_preset, preset_file
     from ..io.images import read_image, read_mask
     from ..io.transforms import is_linear, read_transform
 

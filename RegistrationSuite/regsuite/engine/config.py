@@ -330,6 +330,15 @@ def preset_path(name: str) -> Path:
     return path
 
 
+def preset_file(preset: str) -> str | None:
+    """The file a preset value (a JSON file path or a shipped preset's name) reads, if it exists:
+    what a command's outputs must not overwrite."""
+    if Path(preset).is_file():
+        return preset
+    found = PRESET_DIR / f"{preset}.json"
+    return str(found) if found.is_file() else None
+
+
 def load_preset(preset: str | os.PathLike[str] | Mapping[str, Any] | RegistrationConfig) -> RegistrationConfig:
     """A :class:`RegistrationConfig` from a preset name, a JSON file path, a dict or a config."""
     if isinstance(preset, RegistrationConfig):

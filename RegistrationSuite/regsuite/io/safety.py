@@ -1,4 +1,4 @@
-"""Checks the command line runs before any work, and its handling of signals.
+"""Checks a command-line run (regsuite or Slicer batch) makes before any work, and its signal handling.
 
 - :func:`check_output` / :func:`check_distinct`: every output has a known extension and a
   writable folder, is not an existing folder, and differs from every other output and from
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import InputError
-from ..io.atomic import check_output_path, check_suffix, split_suffix
+from .atomic import check_output_path, check_suffix, split_suffix
 
 #: Largest seed: torch.manual_seed takes 64-bit unsigned values, numpy's generators any
 #: non-negative integer.
@@ -82,18 +82,6 @@ def _data_files(path: str) -> list[Path]:
     stem, suffix = split_suffix(Path(path).name)
     extensions = {".mhd": (".zraw", ".raw"), ".nhdr": (".raw.gz", ".raw")}.get(suffix.lower(), ())
     return [Path(path).with_name(stem + extension) for extension in extensions]
-
-
-def preset_file(preset: str) -> str | None:
-    """The file a ``--preset`` value reads (a path, or a shipped preset), if it exists."""
-    if Path(preset).is_file():
-        return preset
-    with contextlib.suppress(Exception):
-        from ..engine.config import preset_path
-
-        found = preset_path(preset)
-        return str(found) if Path(found).is_file() else None
-    return None
 
 
 def usable_cores() -> int:
