@@ -9,6 +9,7 @@ Run from the repository root::
 
     python benchmarks/brain_variants.py --pairs 1-3,2-4,3-5 [--data ../shared/data] [--threads 2]
     python benchmarks/brain_variants.py --variant '{"update": "compositive", "field_smoothing": 0.707}'
+    python benchmarks/brain_variants.py --pairs 3-5 --affine '{"levels": [[4, 2, 80], [2, 1, 25], [1, 0, 10]]}'
 
 Without ``--variant`` it runs the ablation below: each row undoes one choice of the preset.
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variant", help="JSON object of deformable-stage keys to replace (instead of the ablation)")
+    parser.add_argument("--affine", help="JSON object of first (affine) stage keys to replace, in every row")
     args = parser.parse_args()
     root = Path(args.data) / "oasis_trt20"
     try:
@@ -92,6 +94,8 @@ def main() -> None:
     except ValueError as error:
         parser.error(f"--pairs: {error}")
     preset = json.loads((PRESET_DIR / "brain-mri.json").read_text())
+    if args.affine:
+        preset["stages"][0].update(json.loads(args.affine))
     variants = {"variant": json.loads(args.variant)} if args.variant else ABLATION
     columns = " | ".join(f"{i}<-{j} Dice / SD log\\|J\\|" for i, j in pairs)
     print(f"| variant | {columns} | mean Dice | mean SD log\\|J\\| | max J<=0 % | mean s |")

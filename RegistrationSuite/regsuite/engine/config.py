@@ -57,6 +57,9 @@ class LevelConfig:
     #: svf with the gaussian optimizer: this level's exact_every, overriding the stage's
     #: (exact integration is cheap on coarse levels and costly at full resolution)
     exact_every: int | None = None
+    #: this level's similarity options, laid over the stage's ``metric_options`` key by key
+    #: (e.g. a larger local NCC window at full resolution only)
+    metric_options: dict[str, Any] | None = None
 
 
 @dataclass
@@ -88,6 +91,12 @@ class StageConfig:
     @property
     def is_linear(self) -> bool:
         return self.model in LINEAR_MODELS
+
+    def metric_options_at(self, index: int) -> dict[str, Any]:
+        """The similarity options of level ``index``: the stage's, with the level's own
+        ``metric_options`` (if any) replacing the keys it names."""
+        override = self.levels[index].metric_options if 0 <= index < len(self.levels) else None
+        return {**self.metric_options, **(override or {})}
 
     @property
     def is_invertible(self) -> bool:
@@ -211,6 +220,9 @@ def _level(data: Any, where: str) -> LevelConfig:
             setattr(level, key, _number(getattr(level, key), f"{where}.{key}", 0.0))
     if level.exact_every is not None:
         level.exact_every = _number(level.exact_every, f"{where}.exact_every", 1, integer=True, maximum=MAX_ITERATIONS)
+    if level.metric_options is not None and (not isinstance(level.metric_options, dict)
+                                             or not all(isinstance(name, str) for name in level.metric_options)):
+        raise PresetError(f"{where}.metric_options must be a JSON object, got {_short(level.metric_options)}")
     return level
 
 

@@ -240,12 +240,18 @@ def check_stage_options(recipe: RegistrationConfig) -> None:
     """Build each stage's metric and regularizers once, so that a bad option is a
     :class:`PresetError` naming the stage before any image is read."""
     for index, stage in enumerate(recipe.stages):
+        where = f"stages[{index}]"
         try:
             make_metric(stage.metric, **stage.metric_options)
+            for level_index, level in enumerate(stage.levels):
+                if level.metric_options:
+                    where = f"stages[{index}].levels[{level_index}]"
+                    make_metric(stage.metric, **stage.metric_options_at(level_index))
+            where = f"stages[{index}]"
             for name in stage.regularization:
                 make_regularizer(name)
         except PresetError as error:
-            raise PresetError(f"preset '{recipe.name}': stages[{index}]: {error}") from None
+            raise PresetError(f"preset '{recipe.name}': {where}: {error}") from None
 
 
 @contextmanager

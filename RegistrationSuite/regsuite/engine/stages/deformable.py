@@ -67,11 +67,13 @@ def displacement(model: DeformableModel, level: LevelImages) -> torch.Tensor:
 
 
 class DeformableLoss:
-    """Metric (and weighted regularizers) of the moving image warped by ``A (x + u(x)) + b``."""
+    """Metric (and weighted regularizers) of the moving image warped by ``A (x + u(x)) + b``;
+    the metric takes the options of level ``index`` (:meth:`StageConfig.metric_options_at`)."""
 
-    def __init__(self, stage: StageConfig, level: LevelImages, matrix: torch.Tensor, offset: torch.Tensor) -> None:
+    def __init__(self, stage: StageConfig, level: LevelImages, matrix: torch.Tensor, offset: torch.Tensor,
+                 index: int = 0) -> None:
         self.stage, self.level = stage, level
-        self.metric = make_metric(stage.metric, **stage.metric_options)
+        self.metric = make_metric(stage.metric, **stage.metric_options_at(index))
         world_to_normalized = torch.as_tensor(level.moving_grid.world_to_normalized(), dtype=torch.float64)
         combined = world_to_normalized[:3, :3] @ matrix.detach().cpu().double()
         self.matrix = combined.float().to(level.fixed.device)
@@ -130,7 +132,7 @@ def run_deformable_stage(stage: StageConfig, pyramid: Pyramid, domain: Grid, mat
         lr = level_config.learning_rate if level_config.learning_rate is not None else stage.learning_rate
         if level_config.iterations == 0:
             continue
-        loss = DeformableLoss(stage, level, matrix, offset)
+        loss = DeformableLoss(stage, level, matrix, offset, index)
         if stage.optimizer == "gaussian" and stage.update == "symmetric":
             last = index == len(stage.levels) - 1
             halves = _run_gaussian_symmetric(stage, model, level, loss, index, level_config.iterations, lr, report, halves,

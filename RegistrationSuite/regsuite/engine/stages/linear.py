@@ -48,7 +48,7 @@ def run_linear_stage(stage: StageConfig, pyramid: Pyramid, transform: LinearTran
     search: EvolutionResult | None = None  # the previous level's evolutionary search
     for index, level_config in enumerate(stage.levels):
         level = pyramid.level(level_config.shrink, level_config.smoothing)
-        metric = make_metric(stage.metric, **stage.metric_options)
+        metric = make_metric(stage.metric, **stage.metric_options_at(index))
         lr = level_config.learning_rate if level_config.learning_rate is not None else stage.learning_rate
         iterations = level_config.iterations
         if iterations == 0:
