@@ -57,7 +57,8 @@ def run(fixed_path: str, moving_path: str, out_dir: str, fixed_mask: Optional[st
     ``preset`` (a name or a JSON file) replaces the suite's preset of :data:`PRESETS`.
 
     Afterwards (outside the timing) ``regsuite apply`` resamples the moving image with the written
-    transform: the harness's conversion check then compares it with SimpleITK's resampling.
+    transform, linearly (``apply`` picks nearest for integer images such as the int16 brains): the
+    harness's conversion check then compares it with SimpleITK's linear resampling.
     """
     transform_path = str(out_path(out_dir, "transform.h5"))
     log_path = out_path(out_dir, "regsuite.log")
@@ -72,7 +73,7 @@ def run(fixed_path: str, moving_path: str, out_dir: str, fixed_mask: Optional[st
                   preset=preset or PRESETS[suite])
     warped = str(out_path(out_dir, "tool_warped.nii.gz"))
     apply = _head() + ["apply", "--reference", str(fixed_path), "--input", str(moving_path),
-                       "--transform", transform_path, "--output", warped]
+                       "--transform", transform_path, "--output", warped, "--interpolation", "linear"]
     with open(log_path, "a") as log:
         if subprocess.run(apply, stdout=log, stderr=subprocess.STDOUT, env=_environment()).returncode == 0:
             result["tool_warped_path"] = warped
