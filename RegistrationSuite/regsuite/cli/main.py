@@ -29,13 +29,13 @@ import SimpleITK as sitk
 
 from ..errors import InputError, PresetError, RegSuiteError, TransformFileError
 from ..io.atomic import atomic_output, split_suffix
+from ..io.images import IMAGE_SUFFIXES  # the writers own the extensions they write
 from ..io.safety import (Terminated, check_distinct, check_output, check_seed,
                      termination_as_exception, usable_threads)
+from ..io.transforms import ANY_SUFFIXES as ANY_TRANSFORM_SUFFIXES
+from ..io.transforms import FIELD_SUFFIXES
+from ..io.transforms import LINEAR_SUFFIXES as LINEAR_TRANSFORM_SUFFIXES
 
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-FIELD_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
-LINEAR_TRANSFORM_SUFFIXES = (".tfm", ".txt", ".mat")
-ANY_TRANSFORM_SUFFIXES = (".h5", ".hdf5")
 INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor,
                  "bspline": sitk.sitkBSpline}
 

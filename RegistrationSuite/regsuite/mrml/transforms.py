@@ -48,14 +48,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..io.transforms import displacement_field, flatten_linear
+from ..io.transforms import LINEAR_SUFFIXES, displacement_field, flatten_linear
 from ..geometry import LPS_FROM_RAS, lps_to_ras, lps_to_ras_matrix, ras_to_lps, ras_to_lps_matrix
 from .volumes import _matrix_to_numpy, _slicer, node_name, numpy_to_vtk_matrix
 
 __all__ = ["node_to_sitk_transform", "result_to_node", "set_registration_roles", "transform_points"]
 
-#: Storage file suffixes that hold linear transforms only.
-_LINEAR_SUFFIXES = (".tfm", ".txt", ".mat")
 #: Points sampled per call to VTK when a non-linear node is turned into a displacement field.
 _CHUNK = 1 << 20
 
@@ -239,7 +237,7 @@ def _target_node(scene: Any, node: Any, kind: str, name: str) -> Any:
         node.CreateDefaultDisplayNodes()
     storage = node.GetStorageNode()
     file_name = storage.GetFileName() if storage is not None else None
-    if kind != "linear" and file_name and file_name.lower().endswith(_LINEAR_SUFFIXES):
+    if kind != "linear" and file_name and file_name.lower().endswith(LINEAR_SUFFIXES):
         # A .tfm/.txt/.mat file cannot hold a non-linear transform: save it next to it as .h5.
         storage.SetFileName(file_name[: file_name.rfind(".")] + ".h5")
     return node
