@@ -41,3 +41,7 @@ class RegistrationFailed(RegSuiteError):
 
 class RegistrationCancelled(RegSuiteError):
     """The caller asked the registration to stop (``cancel`` callback returned True)."""
+
+
+class InputWarning(UserWarning):
+    """An input is usable but unlike what a step expects (e.g. a learned model's training images)."""

@@ -9,7 +9,7 @@ Example:
     >>> config.stages[0].model
     'rigid'
     >>> sorted(list_presets())[:3]
-    ['affine', 'brain-mri', 'bspline']
+    ['affine', 'affine-fast', 'brain-mri']
 """
 
 from __future__ import annotations
@@ -28,9 +28,12 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 LINEAR_MODELS = ("rigid", "affine", "affine-matrix")
 DEFORMABLE_MODELS = ("bspline", "displacement", "svf")
+#: learned stages: a network from ``regsuite/models`` predicts a stationary velocity field
+NETWORK_MODELS = ("network",)
+MODEL_DIR = PRESET_DIR.parent / "models"
 #: models whose result has an inverse (``RegistrationResult.inverse``): linear maps, and a
 #: stationary velocity field ``exp(v)`` (inverse ``exp(-v)``); a B-spline or displacement field has none
-INVERTIBLE_MODELS = LINEAR_MODELS + ("svf",)
+INVERTIBLE_MODELS = LINEAR_MODELS + ("svf", "network")
 MODEL_ALIASES = {"dense": "displacement", "diffeomorphic": "svf", "ffd": "bspline", "matrix": "affine-matrix"}
 OPTIMIZERS = ("adam", "lbfgs", "gaussian", "one-plus-one", "cma-es")
 INITIALIZATIONS = ("none", "geometry", "moments", "principal-axes")
@@ -87,10 +90,21 @@ class StageConfig:
     tolerance: float = 1e-5
     window: int = 10
     use_masks: bool = True
+    #: network stages: the learned model's name (a folder of ``regsuite/models``) or folder path
+    network: str | None = None
+    #: HyperMorph networks: the regularization weight lambda in [0, 1] (JSON key ``"lambda"``)
+    hyper_lambda: float | None = None
+    #: svf stages after a network or svf stage: ``"previous"`` starts from that stage's velocity
+    #: field (instance optimization), ``"zero"`` (default) from the identity
+    initial_field: str = "zero"
 
     @property
     def is_linear(self) -> bool:
         return self.model in LINEAR_MODELS
+
+    @property
+    def is_network(self) -> bool:
+        return self.model in NETWORK_MODELS
 
     def metric_options_at(self, index: int) -> dict[str, Any]:
         """The similarity options of level ``index``: the stage's, with the level's own
@@ -126,7 +140,10 @@ class RegistrationConfig:
         return all(stage.is_invertible for stage in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for stage in data["stages"]:  # JSON spelling of the HyperMorph weight
+            stage["lambda"] = stage.pop("hyper_lambda")
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -226,9 +243,51 @@ def _level(data: Any, where: str) -> LevelConfig:
     return level
 
 
+def model_card(name: str) -> dict[str, Any] | None:
+    """The card of a learned model (a shipped name or a folder holding ``card.json``), or None."""
+    for folder in (Path(name), MODEL_DIR / name):
+        card = folder / "card.json"
+        if card.is_file():
+            try:
+                return json.loads(card.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raise PresetError(f"model card '{card}' cannot be read") from None
+    return None
+
+
+def list_models() -> list[str]:
+    """Names of the learned models shipped in ``regsuite/models``."""
+    return sorted(path.parent.name for path in MODEL_DIR.glob("*/card.json"))
+
+
+def check_lambda(value: Any, where: str) -> float:
+    """A HyperMorph lambda: a number in [0, 1]."""
+    return _number(value, where, 0.0, maximum=1.0)
+
+
+def _network_stage(stage: StageConfig, where: str) -> None:
+    if not isinstance(stage.network, str) or not stage.network:
+        raise PresetError(f"{where}: a network stage needs \"network\": the name of a learned model "
+                          f"({', '.join(list_models()) or 'none shipped'})")
+    card = model_card(stage.network)
+    if card is None:
+        raise PresetError(f"{where}: unknown learned model '{_short(stage.network)}'; shipped models: "
+                          f"{', '.join(list_models()) or 'none'}")
+    hyper = card.get("architecture") == "hypermorph"
+    if stage.hyper_lambda is not None:
+        if not hyper:
+            raise PresetError(f"{where}: 'lambda' is for HyperMorph models; '{stage.network}' is a "
+                              f"{card.get('architecture')} model")
+        stage.hyper_lambda = check_lambda(stage.hyper_lambda, f"{where}.lambda")
+    elif hyper:
+        stage.hyper_lambda = float(card.get("default_lambda", 0.5))
+
+
 def _stage(data: Any, where: str) -> StageConfig:
+    if isinstance(data, Mapping) and "lambda" in data:
+        data = {**{k: v for k, v in data.items() if k != "lambda"}, "hyper_lambda": data["lambda"]}
     _build(StageConfig, data, where)
-    models = LINEAR_MODELS + DEFORMABLE_MODELS
+    models = LINEAR_MODELS + DEFORMABLE_MODELS + NETWORK_MODELS
     if "model" not in data:
         raise PresetError(f"{where} has no 'model'; expected one of {', '.join(models)}")
     values = dict(data)
@@ -270,6 +329,15 @@ def _stage(data: Any, where: str) -> StageConfig:
     if stage.update == "symmetric" and (stage.model != "svf" or stage.optimizer != "gaussian"):
         raise PresetError(f"{where}: update 'symmetric' needs model 'svf' with optimizer 'gaussian'")
     stage.window = _number(stage.window, f"{where}.window", 1, integer=True, maximum=MAX_ITERATIONS)
+    _text(stage.initial_field, f"{where}.initial_field", ("zero", "previous"), "initial field")
+    if stage.initial_field == "previous" and stage.model != "svf":
+        raise PresetError(f"{where}: initial_field 'previous' is for 'svf' stages only")
+    if stage.is_network:
+        _network_stage(stage, where)
+        # one forward pass: one level of one iteration (what the progress reports)
+        stage.levels = [LevelConfig(shrink=1.0, smoothing=0.0, iterations=1)]
+    elif stage.network is not None or stage.hyper_lambda is not None:
+        raise PresetError(f"{where}: 'network' and 'lambda' are for network stages only")
     return stage
 
 
@@ -321,12 +389,34 @@ def config_from_dict(data: Mapping[str, Any], source: str = "preset") -> Registr
     config.stages = [_stage(stage, f"{source}: stages[{i}]") for i, stage in enumerate(stages)]
     _text(config.initialization, f"{source}: initialization", INITIALIZATIONS, "initialization")
     _check_intensity(config.intensity, source)
-    seen_deformable = False
+    previous: StageConfig | None = None
     for i, stage in enumerate(config.stages):
-        if seen_deformable:
-            raise PresetError(f"{source}: stages[{i}] follows a deformable stage; put rigid/affine stages first and use one deformable stage")
-        seen_deformable = not stage.is_linear
+        refines = (stage.initial_field == "previous" and previous is not None
+                   and previous.model in ("svf", "network"))
+        if previous is not None and not previous.is_linear and not refines:
+            raise PresetError(f"{source}: stages[{i}] follows a deformable stage; put rigid/affine stages first and "
+                              "use one deformable stage, or refine a network/svf stage with an svf stage whose "
+                              "initial_field is 'previous'")
+        if stage.initial_field == "previous" and (previous is None or previous.model not in ("svf", "network")):
+            raise PresetError(f"{source}: stages[{i}] has initial_field 'previous' but does not follow a network or "
+                              "svf stage")
+        previous = stage
     return config
+
+
+def with_lambda(config: RegistrationConfig, value: Any, source: str = "--lambda") -> RegistrationConfig:
+    """``config`` with the HyperMorph lambda of its network stages set to ``value`` (in [0, 1]);
+    a :class:`PresetError` when no stage takes a lambda."""
+    value = check_lambda(value, source)
+    stages = [stage for stage in config.stages if stage.is_network and stage.hyper_lambda is not None]
+    if not stages:
+        raise PresetError(f"{source}: preset '{config.name}' has no HyperMorph network stage to take a lambda "
+                          "(use e.g. brain-mri-hypermorph)")
+    copy = config_from_dict(config.to_dict(), config.name)
+    for stage in copy.stages:
+        if stage.is_network and stage.hyper_lambda is not None:
+            stage.hyper_lambda = value
+    return copy
 
 
 def list_presets() -> list[str]:

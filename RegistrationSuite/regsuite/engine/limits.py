@@ -110,7 +110,7 @@ def check_stage_memory(stage: StageConfig, level_grids: Sequence[Grid], domain: 
     ``level_grids`` are the fixed level grids (one per level), ``domain`` the whole fixed image
     grid (a B-spline's control grid covers it all), ``where`` names the stage in the message.
     """
-    if stage.is_linear:
+    if stage.is_linear or stage.is_network:  # a network's canonical grid is small and fixed
         return
     for index, grid in enumerate(level_grids):
         place = f"{where}.levels[{index}]"

@@ -12,9 +12,9 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
@@ -23,21 +23,18 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..errors import InputError, PresetError, RegistrationFailed
+from ..errors import InputError, InputWarning, PresetError, RegistrationFailed
 from ..io.images import read_image, read_mask, require_overlap
 from ..io.transforms import is_linear
 from .config import RegistrationConfig, StageConfig, load_preset
 from .grid import Grid
 from .initialization import initialize
 from .limits import check_stage_memory, device_memory
-from .metrics import make_metric
 from .pyramid import Pyramid, check_thickness, crop_to_foreground, normalize_intensity
-from .regularizers import make_regularizer
 from .stages.common import ProgressEvent, Reporter
-from .stages.deformable import DeformableLoss, run_deformable_stage
-from .stages.linear import evaluate_linear, run_linear_stage
+from .stages.registry import StageContext, stage_kind
 from .transforms.bspline import BSplineField
-from .transforms.dense import DenseField
+from .transforms.dense import DenseField, VelocityField
 from .transforms.linear import LinearTransform, sitk_linear_to_affine
 
 __all__ = ["register", "RegistrationResult", "ProgressEvent", "resolve_device"]
@@ -62,6 +59,9 @@ class RegistrationResult:
     fixed_grid: Grid
     elapsed: float
     parts: list[sitk.Transform] = field(default_factory=list)
+    #: the last deformable stage's model (world mm on its own grid), e.g. a velocity field
+    #: that a following computation (a network's teacher, a lambda update) reads directly
+    deformable: BSplineField | DenseField | None = field(default=None, repr=False)
 
     @property
     def inverse(self) -> sitk.Transform | None:
@@ -191,6 +191,12 @@ def register(
         check_stage_memory(stage, [pyramid.fixed_level_grid(level.shrink) for level in stage.levels],
                            Grid.from_sitk(fixed), budget, f"preset '{recipe.name}': stages[{index}]")
     report = Reporter(progress, cancel, len(recipe.stages))
+    warnings_seen: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings_seen.append(message)
+        warnings.warn(message, InputWarning, stacklevel=2)
+
     fixed_grid = Grid.from_sitk(fixed)
     center = _mask_center(fixed, fixed_mask)
     radius = float(np.linalg.norm(Grid.from_sitk(fixed).extent)) / (2.0 * np.sqrt(3.0))
@@ -200,12 +206,17 @@ def register(
     deformable: BSplineField | DenseField | None = None
     metrics: dict[str, Any] = {"stages": []}
     for index, stage in enumerate(recipe.stages):
+        report.begin(index, stage.model, len(stage.levels))
+        context = StageContext(index, stage, pyramid, linear, center, radius, fixed_grid, report, seed, deformable,
+                               fixed, registration_moving, fixed_mask, registration_moving_mask, target, warn)
         with _out_of_memory_fails(index, stage.model):
-            linear, stage_field, summary = _run_stage(index, stage, pyramid, linear, center, radius, fixed_grid,
-                                                      report, seed)
-        deformable = stage_field if stage_field is not None else deformable
-        metrics["stages"].append(summary)
+            outcome = stage_kind(stage.model).run(context)
+        linear = outcome.linear
+        deformable = outcome.deformable if outcome.deformable is not None else deformable
+        metrics["stages"].append(outcome.summary)
         report.check_cancel()
+    if warnings_seen:
+        metrics["warnings"] = warnings_seen
 
     # ------------------------------------------------------------ export
     linear_sitk = linear.to_sitk()
@@ -216,7 +227,7 @@ def register(
             parts.append(deformable.to_sitk())
         else:
             parts.append(deformable.to_sitk(fixed_grid))
-            if recipe.is_invertible and len(parts) == 2:
+            if recipe.is_invertible and len(parts) == 2 and isinstance(deformable, VelocityField):
                 field_model = deformable
 
                 def inverse() -> sitk.Transform:  # exp(-v), computed when first asked for
@@ -228,7 +239,8 @@ def register(
     elapsed = time.perf_counter() - start
     metrics["seconds"] = round(elapsed, 3)
     metrics["device"] = str(target)
-    return RegistrationResult(transform, inverse, metrics, report.history, recipe, fixed_grid, elapsed, parts)
+    return RegistrationResult(transform, inverse, metrics, report.history, recipe, fixed_grid, elapsed, parts,
+                              deformable)
 
 
 def _role(source: object, role: str) -> str:
@@ -237,21 +249,14 @@ def _role(source: object, role: str) -> str:
 
 
 def check_stage_options(recipe: RegistrationConfig) -> None:
-    """Build each stage's metric and regularizers once, so that a bad option is a
-    :class:`PresetError` naming the stage before any image is read."""
+    """Let each stage's kind check its options (metric, regularizers, ...), so that a bad
+    option is a :class:`PresetError` naming the stage before any image is read."""
     for index, stage in enumerate(recipe.stages):
         where = f"stages[{index}]"
         try:
-            make_metric(stage.metric, **stage.metric_options)
-            for level_index, level in enumerate(stage.levels):
-                if level.metric_options:
-                    where = f"stages[{index}].levels[{level_index}]"
-                    make_metric(stage.metric, **stage.metric_options_at(level_index))
-            where = f"stages[{index}]"
-            for name in stage.regularization:
-                make_regularizer(name)
+            stage_kind(stage.model).check(stage, where)
         except PresetError as error:
-            raise PresetError(f"preset '{recipe.name}': {where}: {error}") from None
+            raise PresetError(f"preset '{recipe.name}': {error}") from None
 
 
 @contextmanager
@@ -266,47 +271,3 @@ def _out_of_memory_fails(index: int, model: str) -> Iterator[None]:
             raise
         raise RegistrationFailed(f"stage {index + 1} ({model}) ran out of memory; use larger shrink factors, "
                                  "a coarser control spacing or a device with more memory") from None
-
-
-def _check_finite(index: int, model: str, values: dict[str, torch.Tensor | float]) -> None:
-    """:class:`RegistrationFailed` when a stage's result holds NaN or Inf."""
-    for name, value in values.items():
-        finite = bool(torch.isfinite(value).all()) if isinstance(value, torch.Tensor) else math.isfinite(value)
-        if not finite:
-            raise RegistrationFailed(f"stage {index + 1} ({model}) diverged: its {name} is not finite; "
-                                     "lower the learning rate or check the inputs")
-
-
-def _run_stage(index: int, stage: StageConfig, pyramid: Pyramid, linear: LinearTransform, center: np.ndarray,
-               radius: float, fixed_grid: Grid, report: Reporter,
-               seed: int) -> tuple[LinearTransform, BSplineField | DenseField | None, dict[str, Any]]:
-    """Run one stage; return the linear transform, the deformable model (deformable stages)
-    and the stage's summary (metric before and after, seconds)."""
-    report.begin(index, stage.model, len(stage.levels))
-    stage_start = time.perf_counter()
-    # metric before/after on the finest level that is at least 2x shrunk (cheap; the summary
-    # compares the two, it does not need full resolution), else on the finest level
-    coarse_enough = [level for level in stage.levels if level.shrink >= 2.0]
-    scored = coarse_enough[-1] if coarse_enough else stage.levels[-1]
-    finest = pyramid.level(scored.shrink, scored.smoothing)
-    a, b = linear.matrix_offset()
-    deformable: BSplineField | DenseField | None = None
-    if stage.is_linear:
-        linear = LinearTransform(stage.model, center, radius)
-        linear.set_affine(a.detach().numpy(), b.detach().numpy())
-        before = evaluate_linear(linear, finest, stage)
-        run_linear_stage(stage, pyramid, linear, report, seed)
-        after = evaluate_linear(linear, finest, stage)
-        matrix, offset = linear.matrix_offset()
-        _check_finite(index, stage.model, {"matrix": matrix.detach(), "offset": offset.detach(), "final metric": after})
-    else:
-        with torch.no_grad():
-            zero = torch.zeros((1, 3) + finest.fixed_grid.shape_zyx, device=pyramid.device)
-            before = float(DeformableLoss(stage, finest, a, b)(zero)[1])
-        deformable = run_deformable_stage(stage, pyramid, fixed_grid, a, b, report)
-        with torch.no_grad():
-            u = deformable.displacement(finest.fixed_grid) if isinstance(deformable, BSplineField) else deformable.displacement_on(finest.fixed_grid)
-            after = float(DeformableLoss(stage, finest, a, b)(u)[1])
-        _check_finite(index, stage.model, {"displacement": u, "final metric": after})
-    return linear, deformable, {"model": stage.model, "metric": stage.metric, "metric_before": before,
-                                "metric_after": after, "seconds": round(time.perf_counter() - stage_start, 3)}

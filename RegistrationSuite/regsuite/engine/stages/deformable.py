@@ -42,8 +42,10 @@ def control_spacing(stage: StageConfig, index: int) -> float:
     return stage.control_spacing * 2 ** (len(stage.levels) - 1 - index)
 
 
-def model_for_level(stage: StageConfig, model: DeformableModel | None, domain: Grid, level: LevelImages, index: int) -> DeformableModel:
-    """Create the model at the first level, then refine/resample it for each finer level."""
+def model_for_level(stage: StageConfig, model: DeformableModel | None, domain: Grid, level: LevelImages, index: int,
+                    initial: DenseField | None = None) -> DeformableModel:
+    """Create the model at the first level (from ``initial``'s velocity when given: zero outside
+    its grid), then refine/resample it for each finer level."""
     device = level.fixed.device
     if stage.model == "bspline":
         spacing = control_spacing(stage, index)
@@ -52,6 +54,10 @@ def model_for_level(stage: StageConfig, model: DeformableModel | None, domain: G
         return model if abs(spacing - model.grid_spacing.max()) < 1e-9 else model.refined(spacing)
     grid = level.fixed_grid.shrink(stage.levels[index].field_shrink or 1.0, MIN_LEVEL_VOXELS)
     if model is None:
+        if stage.model == "svf" and isinstance(initial, VelocityField):
+            with torch.no_grad():
+                start = resample_field(initial.field.to(device), initial.grid, grid, padding="zeros")
+            return VelocityField(grid, start, steps=stage.integration_steps).to(device)
         if stage.model == "svf":
             return VelocityField(grid, steps=stage.integration_steps).to(device)
         return DenseField(grid).to(device)
@@ -114,18 +120,19 @@ class DeformableLoss:
 
 
 def run_deformable_stage(stage: StageConfig, pyramid: Pyramid, domain: Grid, matrix: torch.Tensor,
-                         offset: torch.Tensor, report: Reporter) -> DeformableModel:
+                         offset: torch.Tensor, report: Reporter, initial: DenseField | None = None) -> DeformableModel:
     """Optimise the deformable model level by level and return it.
 
     ``domain`` is the whole fixed image grid: a B-spline's control grid covers it all, while
-    dense fields live on the (possibly cropped) pyramid levels.
+    dense fields live on the (possibly cropped) pyramid levels. An svf stage starts from
+    ``initial``'s velocity field when given (instance optimization after a network stage).
     """
     model: DeformableModel | None = None
     halves: tuple[torch.Tensor, torch.Tensor] | None = None  # symmetric: exp(+-v/2), carried between levels
     for index, level_config in enumerate(stage.levels):
         level = pyramid.level(level_config.shrink, level_config.smoothing)
         previous = model
-        model = model_for_level(stage, model, domain, level, index)
+        model = model_for_level(stage, model, domain, level, index, initial)
         if halves is not None:
             with torch.no_grad():
                 halves = tuple(resample_field(h, previous.grid, model.grid) for h in halves)
