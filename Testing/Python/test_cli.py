@@ -17,8 +17,8 @@ import regsuite.cli.main as cli
 from regsuite.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESET_NAMES = ["affine", "brain-mri", "bspline", "ct-mr", "deformable", "lung-ct",
-                "multimodal-rigid", "rigid"]
+PRESET_NAMES = ["affine", "affine-fast", "brain-mri", "brain-mri-fast", "brain-mri-hypermorph",
+                "brain-mri-voxelmorph", "bspline", "ct-mr", "deformable", "lung-ct", "multimodal-rigid", "rigid"]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -153,6 +153,28 @@ def test_presets_lists_all_names(capsys):
     names = [line.split()[0] for line in out.strip().splitlines()]
     assert names == PRESET_NAMES
     assert all(len(line.split()) > 1 for line in out.strip().splitlines()), "every preset needs a description"
+
+
+def test_lambda_errors_are_one_line(capsys, pair, tmp_path):
+    fixed, moving = pair
+    common = ["register", "--fixed", fixed, "--moving", moving, "--output-transform", tmp_path / "t.h5"]
+    code, _, err = run(capsys, *common, "--preset", "brain-mri-hypermorph", "--lambda", "1.5")
+    assert_one_line_error(code, err, 2, "--lambda", "<= 1")
+    code, _, err = run(capsys, *common, "--preset", "brain-mri", "--lambda", "0.3")
+    assert_one_line_error(code, err, 2, "no HyperMorph network stage")
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_learned_preset_writes_an_invertible_result(capsys, pair, tmp_path):
+    """One forward pass on the blob pair: transform and inverse written, a warning for the
+    blob's intensities (nothing like a skull-stripped T1), exit 0."""
+    fixed, moving = pair
+    code, out, err = run(capsys, "register", "--fixed", fixed, "--moving", moving, "--preset",
+                         "brain-mri-hypermorph", "--lambda", "0.8", "--output-transform", tmp_path / "t.h5",
+                         "--output-inverse", tmp_path / "inv.h5", "--threads", "1", "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "t.h5").is_file() and (tmp_path / "inv.h5").is_file()
+    assert "regsuite: warning: the fixed image's intensities are unlike" in err
 
 
 def test_presets_show_and_copy(capsys, tmp_path):

@@ -27,20 +27,21 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "errors": (set(), set()),
     "geometry": ({"errors"}, set()),
     "io": (FOUNDATION, set()),
-    "engine": (FOUNDATION | {"io"}, set()),
+    "engine": (FOUNDATION | {"io"}, {"learning"}),
+    "learning": (FOUNDATION | {"engine"}, set()),
     "evaluation": (FOUNDATION | {"io"}, set()),
     "visualize": (FOUNDATION | {"io"}, set()),
     "data": ({"errors"}, set()),
-    "cli": (FOUNDATION | {"io"}, {"engine", "evaluation", "visualize", "data"}),
+    "cli": (FOUNDATION | {"io"}, {"engine", "evaluation", "visualize", "data", "learning"}),
     "__main__": ({"cli"}, set()),
     "jobs": (FOUNDATION, {"io", "engine"}),
     "mrml": (FOUNDATION | {"io"}, set()),
-    SLICER: (FOUNDATION | {"mrml"}, {"io", "evaluation", "jobs", "engine"}),
+    SLICER: (FOUNDATION | {"mrml"}, {"io", "evaluation", "jobs", "engine", "learning"}),
 }
 #: the engine reads no files: only its driver checks inputs with regsuite.io
 ENGINE_FILES_USING_IO = {"engine/registration.py"}
 #: third-party packages only some parts may import (at any level)
-RESTRICTED = {"torch": {"engine"}, "vtk": {"mrml", SLICER}, "vtkmodules": {"mrml", SLICER},
+RESTRICTED = {"torch": {"engine", "learning"}, "vtk": {"mrml", SLICER}, "vtkmodules": {"mrml", SLICER},
               "slicer": {"mrml", SLICER}, "qt": {SLICER}, "ctk": {SLICER}}
 
 

@@ -102,6 +102,11 @@ def test_preset_runs_end_to_end_on_a_phantom(name):
             # linear stages keep their best parameters, so the metric cannot get worse (1e-4:
             # float32 noise on metrics of magnitude ~1 and the scoring level differing from the last)
             assert after <= before + 1e-4, (name, stage)
+        elif stage["model"] == "network":
+            # the brain networks know skull-stripped T1 brains, not this smooth phantom: no gain is
+            # promised on it (measured: local NCC -0.0372 -> -0.0365), but a broken stage (a field
+            # in the wrong frame or units) would ruin it: at most 10 % worse
+            assert after <= before + 0.1 * abs(before), (name, stage)
         else:  # the warp is there to be reduced: measured gains 0.006-0.055 after 2-9 iterations
             assert after < before, (name, stage)
 
@@ -122,5 +127,7 @@ def test_preset_runs_end_to_end_on_a_phantom(name):
     if result.inverse is not None:  # linear and velocity-field results: the inverse undoes the map
         back = np.array(result.inverse.TransformPoint(mapped.tolist()))
         # exact for linear results; exp(-v) o exp(v) of the velocity presets is off by an
-        # interpolation error, measured 0.009-0.020 mm here (under 1/100 of the 2.5 mm voxels)
-        assert np.linalg.norm(back - x) < 0.025, (name, back, x)
+        # interpolation error, measured 0.009-0.020 mm here (under 1/100 of the 2.5 mm voxels); a
+        # network's field lives on its 4 mm velocity grid: measured 0.084 mm (under 1/40 of 4 mm)
+        network = any(stage["model"] == "network" for stage in config["stages"])
+        assert np.linalg.norm(back - x) < (0.1 if network else 0.025), (name, back, x)

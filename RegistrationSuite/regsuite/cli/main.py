@@ -125,6 +125,9 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     config = load_preset(args.preset)
     name = describe_config(args.preset)
+    if args.hyper_lambda is not None:
+        from ..engine.config import with_lambda
+        config = with_lambda(config, args.hyper_lambda)
     check_output(args.output_transform, LINEAR_TRANSFORM_SUFFIXES + ANY_TRANSFORM_SUFFIXES, "output transform")
     check_output(args.output_inverse, LINEAR_TRANSFORM_SUFFIXES + ANY_TRANSFORM_SUFFIXES, "output inverse")
     check_output(args.output_image, IMAGE_SUFFIXES, "output image")
@@ -176,15 +179,26 @@ def run_registration(fixed: sitk.Image, moving: sitk.Image, config: Any, args: a
     from ..engine.registration import register
     from .progress import ProgressBar
 
+    import warnings
+
+    from ..errors import InputWarning
+
     bar = None if args.quiet else ProgressBar(sys.stderr)
     start = time.perf_counter()
     try:
-        result = register(fixed, moving, config, fixed_mask=fixed_mask, moving_mask=moving_mask,
-                          initial_transform=initial, device=args.device, threads=args.threads,
-                          seed=args.seed, progress=bar)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputWarning)
+            result = register(fixed, moving, config, fixed_mask=fixed_mask, moving_mask=moving_mask,
+                              initial_transform=initial, device=args.device, threads=args.threads,
+                              seed=args.seed, progress=bar)
     finally:
         if bar is not None:
             bar.close()
+    for warning in caught:
+        if issubclass(warning.category, InputWarning):
+            print(f"regsuite: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return result, time.perf_counter() - start
 
 
@@ -367,7 +381,20 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--seed", type=int, default=0)
     reg.add_argument("--quiet", action="store_true", help="no progress display or summary")
     reg.add_argument("--log-json", help="write per-iteration history and metrics as JSON")
+    reg.add_argument("--lambda", dest="hyper_lambda", type=float, metavar="L",
+                     help="HyperMorph presets: regularization weight lambda in [0, 1] (higher: smoother)")
     reg.set_defaults(handler=cmd_register)
+
+    train = commands.add_parser("train", help="train a registration network (VoxelMorph, HyperMorph)")
+    train.add_argument("--config", required=True, help="training config JSON (e.g. regsuite/models/<name>/train.json)")
+    train.add_argument("--output-dir", required=True, help="folder for checkpoints, weights.pt and card.json")
+    train.add_argument("--iterations", type=int, help="train up to this step (default: the config's)")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--threads", type=int, help="CPU threads used by torch")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
+    train.add_argument("--data-root", help="training data folder (default: the config's data.root)")
+    train.add_argument("--no-export", action="store_true", help="stop after training, without weights/card")
+    train.set_defaults(handler=_train_handler)
 
     app = commands.add_parser("apply", help="resample an image with a transform")
     app.add_argument("--reference", required=True, help="image whose grid the output takes")
@@ -409,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(handler=_demo_handler)
     return parser
+
+
+def _train_handler(args: argparse.Namespace) -> int:
+    from .train import cmd_train
+
+    return cmd_train(args)
 
 
 def _demo_handler(args: argparse.Namespace) -> int:

@@ -1,0 +1,145 @@
+"""``regsuite train`` on a tiny synthetic data set: runs, checkpoints, resumes, exports a
+loadable model with its card, and refuses bad configs with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from regsuite.cli.main import main
+from regsuite.learning.models import file_sha256, load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _subject(folder: Path, seed: int) -> None:
+    """A 40^3 (2 mm) 'brain': an ellipsoid with two labelled lobes and a labelled core."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.arange(40) * 2.0 - 39.0] * 3, indexing="ij")
+    scale = 1.0 + 0.08 * rng.standard_normal(3)
+    r = np.sqrt((x / (26 * scale[0])) ** 2 + (y / (30 * scale[1])) ** 2 + (z / (24 * scale[2])) ** 2)
+    labels = np.where(r < 1.0, np.where(x < 0, 3, 42), 0).astype(np.int16)
+    labels[r < 0.45] = 10
+    image = np.where(labels == 10, 0.9, np.where(labels > 0, 0.6, 0.0)) + 0.02 * rng.standard_normal(labels.shape)
+    folder.mkdir(parents=True)
+    for array, name in ((image.astype(np.float32), "t1.nii.gz"), (labels, "labels.nii.gz")):
+        out = sitk.GetImageFromArray(array)
+        out.SetSpacing((2.0, 2.0, 2.0))
+        sitk.WriteImage(out, str(folder / name))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("subjects")
+    for subject in range(1, 6):
+        _subject(root / f"S{subject}", subject)
+    return root
+
+
+def _config(tmp_path: Path, root: Path, **changes) -> Path:
+    config = {
+        "name": "tiny", "network": {"width": 0.25, "velocity_level": 1}, "grid_size": [32, 32, 32],
+        "grid_spacing": 3.0, "integration_steps": 5,
+        "data": {"root": str(root), "pattern": "S{subject}", "image": "t1.nii.gz", "labels": "labels.nii.gz",
+                 "subjects": [1, 2, 3], "validation_pairs": [[4, 5]]},
+        "affine": {"name": "shift", "initialization": "moments", "stages": [
+            {"model": "rigid", "metric": "ncc", "levels": [[2, 1, 5]]}]},
+        "iterations": 4, "checkpoint_every": 1, "validate_every": 2, "licence": "test data",
+    }
+    config.update(changes)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_train_exports_a_loadable_model_and_resumes_exactly(tmp_path: Path, data_root: Path, capsys):
+    config = _config(tmp_path, data_root)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", "--config", str(config), "--output-dir", str(straight), "--threads", "1"]) == 0
+    card = json.loads((straight / "card.json").read_text())
+    assert card["training"]["iterations"] == 4
+    assert card["weights"]["sha256"] == file_sha256(straight / "weights.pt")
+    assert card["validation"]["pairs"] == [[4, 5]] and 0.0 <= card["validation"]["dice"] <= 1.0
+    model = load_model(str(straight))
+    assert model.card["name"] == "tiny"
+    # 2 steps, stop, resume to 4: the same weights as 4 steps in one go (state, optimizer and
+    # random draws all come back from the checkpoint)
+    assert main(["train", "--config", str(config), "--output-dir", str(split), "--iterations", "2",
+                 "--threads", "1", "--no-export"]) == 0
+    assert not (split / "weights.pt").exists()
+    assert main(["train", "--config", str(config), "--output-dir", str(split), "--resume",
+                 "--threads", "1"]) == 0
+    a = torch.load(straight / "weights.pt", weights_only=True)
+    b = torch.load(split / "weights.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    err = capsys.readouterr().err
+    assert "step 4/4" in err and "val dice" in err
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, data_root: Path):
+    config = _config(tmp_path, data_root, iterations=400)
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "RegistrationSuite"), OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "regsuite", "train", "--config", str(config),
+                                "--output-dir", str(out), "--threads", "1", "--no-export"],
+                               env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    reached = int(checkpoint["step"])
+    assert 1 <= reached < 400
+    assert main(["train", "--config", str(config), "--output-dir", str(out), "--resume",
+                 "--iterations", str(reached + 1), "--threads", "1", "--no-export"]) == 0
+    assert int(torch.load(out / "checkpoint.pt", weights_only=True)["step"]) == reached + 1
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"data": {"root": "/nonexistent/folder", "subjects": [1, 2]}}, "does not exist"),
+    ({"data": {"subjects": [1, 9]}}, "S9"),
+    ({"data": {"subjects": [1, 2], "validation_pairs": [[2, 3]]}}, "both training and validation"),
+    ({"data": {"subjects": [1]}}, "at least 2 training subjects"),
+    ({"grid_size": [30, 32, 32]}, "multiples of 16"),
+    ({"architecture": "transmorph"}, "unknown architecture"),
+    ({"learning_rate": -1}, "learning_rate"),
+    ({"nonsense": 1}, "unknown key"),
+])
+def test_bad_training_configs_are_one_line_errors(tmp_path: Path, data_root: Path, capsys, change, needle):
+    config = json.loads(_config(tmp_path, data_root).read_text())
+    if "data" in change:
+        merged = {**config["data"], **change["data"]}
+        if change["data"].get("root") is None:
+            merged["root"] = str(data_root)
+        change = {"data": merged}
+    config.update(change)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "out"
+    code = main(["train", "--config", str(path), "--output-dir", str(out), "--threads", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("regsuite: error: ") and needle in err[0], err
+    assert not out.exists()
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path: Path, data_root: Path, capsys):
+    code = main(["train", "--config", str(_config(tmp_path, data_root)), "--output-dir", str(tmp_path / "none"),
+                 "--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no checkpoint" in err[0]
