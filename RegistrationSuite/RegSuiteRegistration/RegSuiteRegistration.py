@@ -44,11 +44,15 @@ class RegSuiteRegistration(ScriptedLoadableModule):
         self.parent.helpText = """
 Registers a moving volume onto a fixed volume in physical space (PyTorch engine, CPU or CUDA) and
 stores the result as a transform node, optionally with the resampled moving volume.
-<p>Presets: <b>rigid</b>, <b>affine</b>, <b>bspline</b>, <b>deformable</b>, <b>brain-mri</b>,
-<b>lung-ct</b>, <b>multimodal-rigid</b> and <b>ct-mr</b>, plus your own: edit the stages in the
-Advanced section (levels are <i>shrink/smoothing/iterations</i> separated by ';') and use
-<i>Save as preset...</i>. Optional masks (label map or segmentation) restrict the similarity
+<p>Presets: <b>rigid</b>, <b>affine</b>, <b>affine-fast</b>, <b>bspline</b>, <b>deformable</b>,
+<b>brain-mri</b>, <b>lung-ct</b>, <b>multimodal-rigid</b> and <b>ct-mr</b>, plus your own: edit the
+stages in the Advanced section (levels are <i>shrink/smoothing/iterations</i> separated by ';') and
+use <i>Save as preset...</i>. Optional masks (label map or segmentation) restrict the similarity
 measure; an optional initial transform starts the search.</p>
+<p>Deep learning (skull-stripped T1 brain MRI): <b>brain-mri-voxelmorph</b> (affine, then a
+VoxelMorph network), <b>brain-mri-fast</b> (the network, then a short optimisation) and
+<b>brain-mri-hypermorph</b>, whose <i>Smoothness (lambda)</i> slider changes the finished result
+in place, without running again.</p>
 <p>PyTorch is installed on first use, after you confirm.</p>
 <p>From the Python console:</p>
 <pre>
@@ -101,6 +105,10 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._outputs = None
         self._presetDict = None  # the preset the stage table shows (as edited)
         self._tableSource = None  # (preset, presetOverride) the table was filled from
+        self._learnedPresets = set()  # names of the presets with a network stage (Method: Deep learning)
+        self._lambdaTimer = None
+        self._lambdaJob = None  # lambdas.LambdaJob of the shown HyperMorph result
+        self._droppedLambdaJobs = []  # jobs whose computation was still running when dropped
 
     # ------------------------------------------------------------------ set-up and life cycle
     def setup(self):
@@ -115,9 +123,15 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._timer.setInterval(200)
         self._timer.connect("timeout()", self.onTimer)
 
-        # Learned models plug in as the second Method (disabled until they ship), with rows of their own.
-        self.ui.methodComboBox.model().item(1).setEnabled(False)
+        self._lambdaTimer = qt.QTimer()
+        self._lambdaTimer.setInterval(50)
+        self._lambdaTimer.connect("timeout()", self.onLambdaTimer)
+
+        # The second Method lists the learned presets (a network stage); each Method lists its own.
         self.ui.methodComboBox.connect("currentIndexChanged(int)", self.onMethodChanged)
+        slider = self.ui.lambdaSliderWidget
+        slider.minimum, slider.maximum, slider.singleStep, slider.decimals = 0.0, 1.0, 0.05, 2
+        self._setLambdaVisible(False)
         header = self.ui.stagesTableWidget.horizontalHeader()
         for column in range(self.ui.stagesTableWidget.columnCount):  # Levels takes the spare width
             mode = qt.QHeaderView.Stretch if STAGE_COLUMNS[column] == "levels" else qt.QHeaderView.ResizeToContents
@@ -132,6 +146,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         self.ui.presetComboBox.connect("currentIndexChanged(int)", self.onPresetChanged)
+        slider.connect("valueChanged(double)", self.onLambdaChanged)
         self.ui.stagesTableWidget.connect("itemChanged(QTableWidgetItem*)", self.onStageTableEdited)
         self.ui.revertPresetButton.connect("clicked()", self.onRevertPreset)
         self.ui.savePresetButton.connect("clicked()", self.onSavePreset)
@@ -145,6 +160,10 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def cleanup(self):
         """Called when the application closes and the module widget is destroyed."""
         self._stopJob()
+        self._stopLambda()
+        for job in self._droppedLambdaJobs:  # a thread inside PyTorch at interpreter exit would abort Slicer
+            job.stop(timeout=30.0)
+        self._droppedLambdaJobs = []
         self.removeObservers()
 
     def enter(self):
@@ -155,6 +174,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def onSceneStartClose(self, caller, event):
         self._stopJob()
+        self._stopLambda()
         self._outputs = self._runFixedVolume = None
         self._setResultsAvailable(False)
         self.setParameterNode(None)
@@ -217,6 +237,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         try:
             for name, selector in self._nodeSelectors().items():
                 selector.setCurrentNode(getattr(parameters, name))
+            self._showMethodOf(parameters.preset)
             _selectText(self.ui.presetComboBox, parameters.preset)
             _selectText(self.ui.deviceComboBox, parameters.device)
             self._updateStageTable()
@@ -245,16 +266,35 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     # ------------------------------------------------------------------ presets and the stage table
     def refreshPresetNames(self):
+        """Lists the presets of the chosen Method (learned ones: a network stage) in the preset box."""
         combo = self.ui.presetComboBox
         wasBlocked = combo.blockSignals(True)
         combo.clear()
         try:
-            combo.addItems(self.logic.presetNames())
+            names = self.logic.presetNames()
+            self._learnedPresets = {name for name in names if self._isLearned(name)}
+            learned = self.ui.methodComboBox.currentIndex == 1
+            combo.addItems([name for name in names if (name in self._learnedPresets) == learned])
         except Exception as error:
             self.showError(_errorText(error), popup=False)
         if self._parameterNode is not None:
             _selectText(combo, self._parameterNode.preset)
         combo.blockSignals(wasBlocked)
+
+    def _isLearned(self, name):
+        try:
+            return any(stage["model"] == "network" for stage in self.logic.loadPreset(name)["stages"])
+        except Exception:
+            return False  # a broken user preset is listed with the iterative ones and reported when chosen
+
+    def _showMethodOf(self, preset):
+        """Shows the Method of ``preset`` (and that Method's presets), without signals."""
+        index = 1 if preset in self._learnedPresets else 0
+        if self.ui.methodComboBox.currentIndex != index:
+            wasBlocked = self.ui.methodComboBox.blockSignals(True)
+            self.ui.methodComboBox.currentIndex = index
+            self.ui.methodComboBox.blockSignals(wasBlocked)
+            self.refreshPresetNames()
 
     def refreshDeviceItems(self):
         """Enables 'cuda' only when the Logic sees a CUDA device (False while PyTorch is absent)."""
@@ -264,9 +304,17 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         item.setToolTip("" if cuda else "No CUDA GPU is available to PyTorch (or PyTorch is not installed yet).")
 
     def onMethodChanged(self, index):
-        iterative = index == 0
-        self.ui.presetLabel.visible = iterative
-        self.ui.presetComboBox.visible = iterative
+        """The user chose a Method: its presets are listed; a preset of the other Method gives way to the first."""
+        parameters, learned = self._parameterNode, index == 1
+        if parameters is not None and not self._updatingGUI and (parameters.preset in self._learnedPresets) != learned:
+            try:
+                names = [name for name in self.logic.presetNames() if (name in self._learnedPresets) == learned]
+            except Exception as error:
+                names = []
+                self.showError(_errorText(error), popup=False)
+            if names:
+                self._setPreset(names[0])
+        self.refreshPresetNames()
 
     def onPresetChanged(self, index):
         if self._parameterNode is None or self._updatingGUI:
@@ -305,6 +353,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             for column, key in enumerate(STAGE_COLUMNS):
                 table.setItem(rowIndex, column, qt.QTableWidgetItem(row[key]))
         table.blockSignals(wasBlocked)
+        self._updateLambdaSlider()
 
     def _tableRows(self):
         """The stage table's cells as rows for ``rowsToPresetStages``."""
@@ -353,6 +402,76 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             return rowsToPresetStages(self._presetDict, rows)  # an edit that was not accepted yet
         return json.loads(parameters.presetOverride) if parameters.presetOverride else parameters.preset
 
+    # ------------------------------------------------------------------ HyperMorph lambda
+    def _setLambdaVisible(self, visible):
+        self.ui.lambdaLabel.visible = visible
+        self.ui.lambdaSliderWidget.visible = visible
+
+    def _updateLambdaSlider(self):
+        """The slider shows the preset's lambda, only for presets ending with a HyperMorph stage."""
+        stages = (self._presetDict or {}).get("stages") or [{}]
+        lam = stages[-1].get("lambda") if stages[-1].get("model") == "network" else None
+        self._setLambdaVisible(lam is not None)
+        if lam is not None:
+            slider = self.ui.lambdaSliderWidget
+            wasBlocked = slider.blockSignals(True)
+            slider.value = float(lam)
+            slider.blockSignals(wasBlocked)
+
+    def onLambdaChanged(self, value):
+        """Sets the preset's lambda for the next run and updates a finished HyperMorph result in place."""
+        if self._parameterNode is None or self._updatingGUI or self._presetDict is None:
+            return
+        try:
+            edited = self.logic.presetWithLambda(self._presetDict, value)
+        except Exception as error:
+            self.showError(_errorText(error), popup=False)
+            return
+        self._presetDict = edited
+        text = json.dumps(edited)
+        self._tableSource = (self._parameterNode.preset, text)  # the table shows the same stages
+        self._parameterNode.presetOverride = text
+        if self._lambdaJob is not None and self._job is None:
+            self._lambdaJob.request(value)  # computed in a thread; only the latest value while dragging
+            self.showStatus(f"Updating the result for lambda {value:.2f}...")
+            self._lambdaTimer.start()
+
+    def onLambdaTimer(self):
+        """Polls the lambda thread on the main thread: the finished result goes into the scene."""
+        job = self._lambdaJob
+        if job is None:
+            self._lambdaTimer.stop()
+            return
+        update, error = job.poll()
+        if error:
+            self.showError(error, popup=False)
+        elif update is not None:
+            self.showStatus(f"Lambda {update.lam:.2f}: result updated in {update.seconds:.1f} s.")
+            if self._outputs is not None:
+                self.ui.summaryLabel.text = self._outputs.summaryText()
+        if not job.busy:
+            self._lambdaTimer.stop()
+
+    def _startLambda(self, outputs):
+        """After a HyperMorph run: keep its updater and warm it up (network loaded) in a thread."""
+        self._stopLambda()
+        if outputs.lambdaUpdater is None:
+            return
+        from RegSuiteRegistrationLib.lambdas import LambdaJob
+
+        self._lambdaJob = LambdaJob(outputs.lambdaUpdater)
+        self._lambdaJob.prepare()
+        self._lambdaTimer.start()
+
+    def _stopLambda(self):
+        """Forget the shown result's lambda updates (a computation still running is ignored)."""
+        if self._lambdaTimer is not None:
+            self._lambdaTimer.stop()
+        job, self._lambdaJob = self._lambdaJob, None
+        self._droppedLambdaJobs = [dropped for dropped in self._droppedLambdaJobs if not dropped.stop()]
+        if job is not None and not job.stop():
+            self._droppedLambdaJobs.append(job)  # cleanup() waits for it
+
     # ------------------------------------------------------------------ running
     def onApplyButton(self):
         if self._job is not None:
@@ -389,6 +508,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.showError(_errorText(error))
             return
         self._job = job
+        self._stopLambda()  # the run replaces the result the slider changed
         self._runFixedVolume = parameters.fixedVolume
         self._setResultsAvailable(False)
         self._setRunning(True)
@@ -464,6 +584,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.fusionColormapComboBox.blockSignals(wasBlocked[1])
         self._setResultsAvailable(True)
         self.ui.resultsCollapsibleButton.collapsed = False
+        self._startLambda(outputs)
 
     def _setResultsAvailable(self, available):
         self.ui.checkerboardButton.enabled = available

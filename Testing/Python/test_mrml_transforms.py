@@ -22,7 +22,7 @@ vtk = require_module("vtk", "slicer-core brings vtk")
 
 from regsuite.errors import InputError  # noqa: E402
 from regsuite.mrml import sitk_to_volume, volume_to_sitk  # noqa: E402
-from regsuite.mrml.transforms import (node_to_sitk_transform, result_to_node,  # noqa: E402
+from regsuite.mrml.transforms import (node_to_sitk_transform, plan_result, result_to_node,  # noqa: E402
                                       set_registration_roles, transform_points)
 
 FLIP = np.array([-1.0, -1.0, 1.0])  # LPS <-> RAS on row vectors
@@ -468,3 +468,20 @@ def test_registration_roles(case: Any) -> None:
     with pytest.raises(InputError, match="no transform node"):
         set_registration_roles(None, case.fixed_node, case.moving_node)
 
+
+
+def test_planned_field_equals_itk_sampling_and_is_stored_as_planned(case: Any) -> None:
+    """A field on the fixed grid after linear parts is composed with NumPy (fast path): the same
+    vectors as ITK sampling the composite at every voxel centre; ``planned`` is stored as it is."""
+    from vtkmodules.util import numpy_support
+
+    from regsuite.io.transforms import displacement_field
+
+    parts = [_affine(), _field(case.fixed)]
+    kind, content = plan_result(parts, case.fixed)
+    assert kind == "grid" and content.IsA("vtkOrientedGridTransform")
+    got = numpy_support.vtk_to_numpy(content.GetDisplacementGrid().GetPointData().GetScalars())
+    expected = sitk.GetArrayFromImage(displacement_field(sitk.CompositeTransform(parts), case.fixed)).reshape(-1, 3)
+    assert np.abs(got - expected * FLIP).max() < 1e-9
+    node = result_to_node(parts, case.scene, case.fixed, planned=(kind, content))
+    assert node.IsA("vtkMRMLGridTransformNode") and node.GetTransformFromParent() is content

@@ -101,7 +101,8 @@ def test_volumes_apply_cancel_button_and_result(widget, scene):
     assert ui.applyButton.text == "Apply" and widget._job is None and mrml_scene.GetNumberOfNodes() == count
     ui.fixedVolumeSelector.setCurrentNode(fixed)
     ui.movingVolumeSelector.setCurrentNode(moving)
-    assert not ui.methodComboBox.model().item(1).isEnabled()  # learned models: not shipped yet
+    assert ui.methodComboBox.currentIndex == 0 and ui.methodComboBox.model().item(1).isEnabled()  # learned: 1
+    assert not ui.lambdaSliderWidget.visible  # HyperMorph presets only
     cuda = ui.deviceComboBox.model().item(ui.deviceComboBox.findText("cuda"))
     assert cuda.isEnabled() == widget.logic.cudaAvailable()  # offered only where PyTorch can use it
     parameters = widget._parameterNode
@@ -295,3 +296,63 @@ def test_closing_the_scene_stops_the_run(widget, scene):
     assert parameters.fixedVolume is None and ui.fixedVolumeSelector.currentNode() is None
     assert not ui.applyButton.enabled
     assert not ui.progressBar.visible and ui.statusLabel.text == ""  # nothing left of the stopped run
+
+
+def _grid_values(node):
+    from vtkmodules.util import numpy_support
+
+    grid = node.GetTransformFromParent().GetDisplacementGrid()
+    return numpy_support.vtk_to_numpy(grid.GetPointData().GetScalars()).copy()
+
+
+def test_learned_presets_and_the_lambda_slider_update_the_result_in_place(widget, scene):
+    mrml_scene, fixed, moving, _ = scene
+    ui = widget.ui
+    slider, parameters = ui.lambdaSliderWidget, widget._parameterNode
+    _select(ui.presetComboBox, "brain-mri")
+    assert not slider.visible and not ui.lambdaLabel.visible
+    iterative = [ui.presetComboBox.itemText(i) for i in range(ui.presetComboBox.count)]
+    assert "brain-mri" in iterative and "quick-rigid" in iterative and "brain-mri-hypermorph" not in iterative
+    # the second Method lists the learned presets and picks the first; only HyperMorph shows the slider
+    _select(ui.methodComboBox, "Deep learning (VoxelMorph/HyperMorph)")
+    learned = [ui.presetComboBox.itemText(i) for i in range(ui.presetComboBox.count)]
+    assert learned == ["brain-mri-fast", "brain-mri-hypermorph", "brain-mri-voxelmorph"]
+    assert parameters.preset == "brain-mri-fast" and not slider.visible
+    assert [ui.stagesTableWidget.item(r, 0).text() for r in range(ui.stagesTableWidget.rowCount)] == \
+        ["rigid", "affine", "network", "svf"]
+    _select(ui.presetComboBox, "brain-mri-hypermorph")
+    assert slider.visible and ui.lambdaLabel.visible and slider.value == pytest.approx(0.5)
+    slider.value = 0.3  # before a run: the preset's lambda for the next run
+    assert json.loads(parameters.presetOverride)["stages"][-1]["lambda"] == pytest.approx(0.3)
+    assert ui.revertPresetButton.enabled and widget._lambdaJob is None
+    _select(ui.deviceComboBox, "cpu")
+
+    ui.applyButton.click()
+    _run_to_end(widget)
+    assert ui.statusLabel.text.startswith("Done in "), ui.statusLabel.text
+    node = parameters.outputTransform
+    assert node.IsA("vtkMRMLGridTransformNode") and moving.GetParentTransformNode() is node
+    assert "lambda 0.30" in ui.summaryLabel.text and "preset 'brain-mri-hypermorph'" in ui.summaryLabel.text
+    log = ui.logPlainTextEdit.toPlainText()
+    assert all(f"Warning: {w}" in log for w in widget._outputs.summary["warnings"])  # the engine's, if any
+    qt_shim.wait_until(lambda: not widget._lambdaTimer.isActive())  # the network loads in a thread
+    before, nodes = _grid_values(node), _scene_state(mrml_scene)
+
+    for value in (0.5, 0.7, 0.9):  # a drag
+        slider.value = value
+    assert ui.statusLabel.text == "Updating the result for lambda 0.90..."
+    qt_shim.wait_until(lambda: not widget._lambdaTimer.isActive())
+    assert ui.statusLabel.text.startswith("Lambda 0.90: result updated in "), ui.statusLabel.text
+    assert _scene_state(mrml_scene) == nodes and parameters.outputTransform is node
+    assert np.abs(_grid_values(node) - before).max() > 0.05
+    assert widget._outputs.lambdaUpdater.lam == pytest.approx(0.9) and "lambda 0.90" in ui.summaryLabel.text
+    assert json.loads(parameters.presetOverride)["stages"][-1]["lambda"] == pytest.approx(0.9)  # the next run's
+
+    slider.value = 0.4  # an update runs in its thread while the user closes the scene: it is dropped
+    assert widget._lambdaJob.busy and widget._lambdaTimer.isActive()
+    mrml_scene.Clear(0)
+    assert widget._lambdaJob is None and not widget._lambdaTimer.isActive()
+    assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLTransformNode") == 0
+
+    _select(ui.methodComboBox, "Iterative (presets)")  # back: an iterative preset, no slider
+    assert widget._parameterNode.preset not in learned and not slider.visible

@@ -6,7 +6,11 @@ Usage::
         --fixed fixed.nrrd --moving moving.nii.gz --preset brain-mri \\
         --output-transform moving_to_fixed.h5 [--output-volume registered.nrrd] \\
         [--fixed-mask fixed_mask.seg.nrrd] [--moving-mask mask.nrrd] [--initial-transform init.tfm] \\
-        [--device auto|cpu|cuda] [--threads N] [--quiet]
+        [--device auto|cpu|cuda] [--threads N] [--lambda 0..1] [--quiet]
+
+Learned presets (``brain-mri-voxelmorph``, ``brain-mri-fast``, ``brain-mri-hypermorph``) run like
+the others; ``--lambda`` sets a HyperMorph preset's regularization weight. The engine's warnings
+(e.g. inputs unlike a model's training images) are printed as ``Warning: ...`` lines.
 
 Exit code 0 on success, 2 for bad input, 1 when the registration fails, 130 for Ctrl-C and
 128 + n for signal n (SIGTERM, SIGHUP); on failure one line ``error: ...`` is printed. Before
@@ -50,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lambda", dest="hyper_lambda", type=float, default=None,
+                        help="HyperMorph presets: regularization weight in [0, 1] (default: the preset's)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -181,7 +187,8 @@ def run(args: argparse.Namespace, scene: Any) -> int:
     outputs = logic.process(fixed, moving, preset=args.preset, outputVolume=output_volume, fixedMask=fixed_mask,
                             movingMask=moving_mask, initialTransform=initial, device=args.device,
                             threads=args.threads, seed=args.seed, progress=progress,
-                            log=None if args.quiet else print, waitForCompletion=True, showResult=False)
+                            log=None if args.quiet else print, waitForCompletion=True, showResult=False,
+                            hyperLambda=args.hyper_lambda)
     _write(outputs.transformNode, args.output_transform, "output transform")
     if output_volume is not None:
         _write(output_volume, args.output_volume, "output volume")

@@ -20,6 +20,15 @@ Example (Slicer's Python console)::
     while job.poll():                     # call from a QTimer in a GUI
         slicer.app.processEvents()
     job.outputs.transformNode             # vtkMRMLGridTransformNode
+
+    outputs = logic.process(fixed, moving, preset="brain-mri-hypermorph", hyperLambda=0.3)
+    logic.updateLambda(outputs.transformNode, 0.6)   # same node, recomputed in this process
+
+Learned presets (``brain-mri-voxelmorph``, ``brain-mri-fast``, ``brain-mri-hypermorph``) run like
+any other; the engine's warnings (e.g. inputs unlike a model's training images) go to ``log`` and
+into the summary. After a HyperMorph run, :meth:`RegSuiteRegistrationLogic.updateLambda` (or the
+:class:`~RegSuiteRegistrationLib.lambdas.LambdaUpdater` of :meth:`lambdaUpdater`, whose heavy part
+may run in a thread) changes the result's lambda in place.
 """
 
 from __future__ import annotations
@@ -68,15 +77,20 @@ class RegistrationOutputs:
     checkerboardNode: Any = None
     _fixed_image: Any = field(default=None, repr=False)
     _moving_image: Any = field(default=None, repr=False)
+    #: HyperMorph results: recomputes the result at another lambda in place (see lambdas.py)
+    lambdaUpdater: Any = field(default=None, repr=False)
 
     def summaryText(self) -> str:
-        """A few lines for the panel: time, device, result kind, metric before and after."""
+        """A few lines for the panel: time, device, result kind, lambda, metric before and after, warnings."""
         s = self.summary
         lines = [f"Registered in {s['seconds']:.1f} s on {s['device']} with preset '{s['preset']}' "
                  f"-> {s['kind']} transform '{self.transformNode.GetName()}'"]
+        if s.get("lambda") is not None:
+            lines.append(f"lambda {s['lambda']:.2f} (change it without running again)")
         for stage in s.get("stages", []):
             lines.append(f"{stage['model']} ({stage['metric']}): metric {stage['metric_before']:.4g} -> "
                          f"{stage['metric_after']:.4g} in {stage['seconds']:.1f} s")
+        lines.extend(f"Warning: {warning}" for warning in s.get("warnings", []))
         return "\n".join(lines)
 
 
@@ -90,6 +104,8 @@ class _Prepared:
     workdir: str
     place_moving_under_result: bool
     moving_is_labelmap: bool
+    fixed_mask: Any = None
+    moving_mask: Any = None
 
 
 class RegistrationJob:
@@ -199,6 +215,8 @@ class RegistrationJob:
             self._end("failed", str(error), type(error).__name__)
             return
         self._end("completed", None)
+        for warning in self.outputs.summary.get("warnings", []):  # the engine's, e.g. unusual intensities
+            self._say(f"Warning: {warning}")
         self._say(self.outputs.summaryText())
 
 
@@ -211,6 +229,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         if ScriptedLoadableModuleLogic is not object:
             ScriptedLoadableModuleLogic.__init__(self)
+        self._lambdaUpdaters: dict[str, Any] = {}  # transform node ID -> LambdaUpdater of its HyperMorph result
 
     # ---------------------------------------------------------------- presets
     def userPresetDirectory(self) -> str:
@@ -247,6 +266,22 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
                 preset = str(candidate)
         return load_preset(preset).to_dict()
 
+    def presetWithLambda(self, preset: str | dict[str, Any], lam: float) -> dict[str, Any]:
+        """``preset`` (as :meth:`loadPreset` takes it) with its HyperMorph lambda set to ``lam``.
+
+        Raises :class:`regsuite.errors.PresetError` (one line) for a lambda outside [0, 1] or a
+        preset without a HyperMorph network stage.
+        """
+        from regsuite.engine.config import load_preset, with_lambda  # noqa: PLC0415
+
+        return with_lambda(load_preset(self.loadPreset(preset)), lam, "lambda").to_dict()
+
+    def isHyperMorphPreset(self, preset: str | dict[str, Any]) -> bool:
+        """True when the preset's last stage is a HyperMorph network stage (it has a lambda)."""
+        from RegSuiteRegistrationLib.lambdas import hyperStage  # noqa: PLC0415
+
+        return hyperStage(preset if isinstance(preset, dict) else self.loadPreset(preset)) is not None
+
     def savePreset(self, preset: dict[str, Any], name: str) -> str:
         """Save ``preset`` as the user's preset ``name``; returns the file path."""
         from regsuite.engine.config import list_presets, load_preset  # noqa: PLC0415
@@ -278,14 +313,17 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- validation
     def validateInputs(self, fixedVolume: Any, movingVolume: Any, fixedMask: Any = None, movingMask: Any = None,
                        initialTransform: Any = None, preset: str | dict[str, Any] = "affine",
-                       device: str = "auto", outputTransform: Any = None, outputVolume: Any = None) -> None:
-        """Raise :class:`regsuite.errors.InputError` (one line) when the inputs cannot be registered."""
+                       device: str = "auto", outputTransform: Any = None, outputVolume: Any = None,
+                       hyperLambda: float | None = None) -> None:
+        """Raise :class:`regsuite.errors.InputError` (one line) when the inputs cannot be registered
+        (:class:`regsuite.errors.PresetError` for a bad preset or ``hyperLambda``)."""
         self._prepare(fixedVolume, movingVolume, fixedMask, movingMask, initialTransform, preset, device,
-                      outputTransform, outputVolume, None, 0, export=False)
+                      outputTransform, outputVolume, None, 0, export=False, hyperLambda=hyperLambda)
 
     def _prepare(self, fixedVolume: Any, movingVolume: Any, fixedMask: Any, movingMask: Any, initialTransform: Any,
                  preset: str | dict[str, Any], device: str, outputTransform: Any, outputVolume: Any,
-                 threads: int | None, seed: int, export: bool = True) -> _Prepared:
+                 threads: int | None, seed: int, export: bool = True,
+                 hyperLambda: float | None = None) -> _Prepared:
         from regsuite.mrml import mask_from_node, volume_to_sitk  # noqa: PLC0415
 
         errors = _errors()
@@ -307,7 +345,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
             raise errors.InputError(f"unknown device '{device}'; choose auto, cpu or cuda")
         if str(device).startswith("cuda") and not self.cudaAvailable():
             raise errors.InputError("CUDA (GPU) was chosen but is not available on this computer; choose CPU or auto")
-        config = self.loadPreset(preset)
+        config = self.loadPreset(preset) if hyperLambda is None else self.presetWithLambda(preset, hyperLambda)
         fixed_image = volume_to_sitk(fixedVolume, "fixed volume")
         # A moving volume already under the output transform (a previous run) is taken as it is on disk.
         parent = movingVolume.GetParentTransformNode()
@@ -355,7 +393,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
             fixed=paths["fixed"], moving=paths["moving"], preset=config, output_dir=os.path.join(workdir, "result"),
             fixed_mask=paths["fixed_mask"], moving_mask=paths["moving_mask"], initial_transform=paths["initial"],
             device=device, threads=threads, seed=seed, write_inverse=False)  # the scene only needs the transform
-        return _Prepared(fixed_image, moving_image, request, workdir, place_moving, labelmap)
+        return _Prepared(fixed_image, moving_image, request, workdir, place_moving, labelmap, fixed_mask, moving_mask)
 
     # ---------------------------------------------------------------- registration
     def process(self, fixedVolume: Any, movingVolume: Any, preset: str | dict[str, Any] = "affine",
@@ -363,7 +401,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
                 initialTransform: Any = None, device: str = "auto", threads: int | None = None, seed: int = 0,
                 progress: ProgressCallback | None = None, log: LogCallback | None = None,
                 waitForCompletion: bool = True, showResult: bool = True,
-                background: bool = True) -> RegistrationOutputs | RegistrationJob:
+                background: bool = True, hyperLambda: float | None = None) -> RegistrationOutputs | RegistrationJob:
         """Register ``movingVolume`` to ``fixedVolume``.
 
         Args:
@@ -382,6 +420,8 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
                 running :class:`RegistrationJob` (poll it from a timer on the main thread).
             showResult: set up the fusion display when done.
             background: run in a separate process (default); False runs in this process.
+            hyperLambda: HyperMorph presets only: the regularization weight lambda in [0, 1] for
+                this run (default: the preset's). Change it afterwards with :meth:`updateLambda`.
 
         Raises :class:`regsuite.errors.InputError` for bad inputs (before anything runs) and, with
         ``waitForCompletion``, the job's error when it fails, diverges or is cancelled.
@@ -390,7 +430,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
             log(f"Preparing {_name(movingVolume) if movingVolume else '?'} -> "
                 f"{_name(fixedVolume) if fixedVolume else '?'} with preset '{preset if isinstance(preset, str) else 'custom'}'")
         prepared = self._prepare(fixedVolume, movingVolume, fixedMask, movingMask, initialTransform, preset, device,
-                                 outputTransform, outputVolume, threads, seed)
+                                 outputTransform, outputVolume, threads, seed, hyperLambda=hyperLambda)
         nodes = {"fixed": fixedVolume, "moving": movingVolume, "outputTransform": outputTransform,
                  "outputVolume": outputVolume}
         job = RegistrationJob(self, prepared, nodes, progress, log, showResult, background)
@@ -401,7 +441,6 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         """Main thread only: result files -> transform node (+ resampled volume), display."""
         import SimpleITK as sitk  # noqa: PLC0415
 
-        from regsuite.io.images import cast_like  # noqa: PLC0415
         from regsuite.mrml import sitk_to_volume  # noqa: PLC0415
         from regsuite.mrml.transforms import result_to_node, set_registration_roles  # noqa: PLC0415
 
@@ -414,12 +453,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         set_registration_roles(node, fixed, moving)
         output_volume = nodes["outputVolume"]
         if output_volume is not None:
-            interpolator = sitk.sitkNearestNeighbor if prepared.moving_is_labelmap else sitk.sitkLinear
-            background = float(sitk.GetArrayViewFromImage(prepared.moving_image).min())
-            # Linear values are rounded to the volume's type (ITK's own cast would truncate them).
-            warped = cast_like(sitk.Resample(prepared.moving_image, prepared.fixed_image, transform, interpolator,
-                                             0.0 if prepared.moving_is_labelmap else background, sitk.sitkFloat64),
-                               prepared.moving_image.GetPixelID())
+            warped = resampleMoving(prepared.fixed_image, prepared.moving_image, transform, prepared.moving_is_labelmap)
             sitk_to_volume(warped, scene, name, node=output_volume)
         elif prepared.place_moving_under_result:
             moving.SetAndObserveTransformNodeID(node.GetID())
@@ -429,12 +463,66 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         metrics = dict(getattr(result, "metrics", {}) or {})
         summary = {"seconds": float(getattr(result, "elapsed", metrics.get("seconds", 0.0))),
                    "device": metrics.get("device", "cpu"), "preset": prepared.request.preset.get("name", "custom"),
-                   "kind": kind, "node_class": node.GetClassName(), "stages": metrics.get("stages", [])}
+                   "kind": kind, "node_class": node.GetClassName(), "stages": metrics.get("stages", []),
+                   "warnings": [str(w) for w in metrics.get("warnings", [])]}
         outputs = RegistrationOutputs(node, output_volume, summary, transform, _fixed_image=prepared.fixed_image,
                                       _moving_image=prepared.moving_image)
+        self._keepLambdaUpdater(prepared, outputs, parts, kinds)
         if showResult:
             self.showFusion(fixed, outputs)
         return outputs
+
+    # ---------------------------------------------------------------- HyperMorph lambda
+    def _keepLambdaUpdater(self, prepared: _Prepared, outputs: RegistrationOutputs, parts: list[Any],
+                           kinds: list[str]) -> None:
+        """After a HyperMorph run (affine + field): the updater that changes its lambda in place."""
+        from RegSuiteRegistrationLib.lambdas import LambdaUpdater, hyperStage  # noqa: PLC0415
+
+        node = outputs.transformNode
+        self._lambdaUpdaters = {key: updater for key, updater in self._lambdaUpdaters.items()  # a new result:
+                                if key != node.GetID() and updater.transformNode.GetScene() is not None}  # old ones go
+        stage = hyperStage(prepared.request.preset)
+        if stage is None or list(kinds) != ["linear", "field"]:
+            return
+        outputs.summary["lambda"] = float(stage["lambda"])
+        outputs.lambdaUpdater = LambdaUpdater(
+            node, prepared.fixed_image, prepared.moving_image, parts[0], stage["network"], stage["lambda"],
+            prepared.fixed_mask, prepared.moving_mask, outputs.summary["device"], outputs.outputVolumeNode,
+            prepared.moving_is_labelmap, outputs)
+        self._lambdaUpdaters[node.GetID()] = outputs.lambdaUpdater
+
+    def lambdaUpdater(self, transformNode: Any) -> Any:
+        """The :class:`~RegSuiteRegistrationLib.lambdas.LambdaUpdater` of the HyperMorph result this
+        Logic stored in ``transformNode``, or None (another kind of result, or the node left the scene)."""
+        if transformNode is None:
+            return None
+        updater = self._lambdaUpdaters.get(transformNode.GetID())
+        if updater is not None and (updater.transformNode is not transformNode or transformNode.GetScene() is None):
+            self._lambdaUpdaters.pop(transformNode.GetID(), None)
+            return None
+        return updater
+
+    def updateLambda(self, outputTransformNode: Any, lam: float) -> Any:
+        """Recompute the HyperMorph result in ``outputTransformNode`` at ``lam`` and store it there, in place.
+
+        The network stays loaded between calls (the first call loads it, in this process); each
+        call is one forward pass plus the field's export. Blocks: a panel runs
+        ``lambdaUpdater(node).compute`` in a thread instead (see ``lambdas.LambdaJob``). Returns the
+        :class:`~RegSuiteRegistrationLib.lambdas.LambdaUpdate`.
+
+        Raises :class:`regsuite.errors.PresetError` for a lambda outside [0, 1] and
+        :class:`regsuite.errors.InputError` when the node holds no HyperMorph result of this Logic;
+        the node is left untouched then.
+        """
+        from RegSuiteRegistrationLib.lambdas import _checkLambda  # noqa: PLC0415
+
+        value = _checkLambda(lam)
+        updater = self.lambdaUpdater(outputTransformNode)
+        if updater is None:
+            name = _name(outputTransformNode) if outputTransformNode is not None else "None"
+            raise _errors().InputError(f"transform node {name} holds no HyperMorph result of this session; "
+                                       "run a preset such as brain-mri-hypermorph first")
+        return updater.update(value)
 
     # ---------------------------------------------------------------- display
     def showFusion(self, fixedVolume: Any, outputs: RegistrationOutputs, colormap: str | None = None,
@@ -469,6 +557,20 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         return node.GetNodeReference(node.GetMovingNodeReferenceRole())
 
 
+def resampleMoving(fixedImage: Any, movingImage: Any, transform: Any, labelmap: bool) -> Any:
+    """The moving image resampled onto the fixed grid through ``transform`` (fixed -> moving, LPS),
+    in the moving image's pixel type: linear (rounded for integer types) or nearest for a label map."""
+    import SimpleITK as sitk  # noqa: PLC0415
+
+    from regsuite.io.images import cast_like  # noqa: PLC0415
+
+    interpolator = sitk.sitkNearestNeighbor if labelmap else sitk.sitkLinear
+    background = 0.0 if labelmap else float(sitk.GetArrayViewFromImage(movingImage).min())
+    # Linear values are rounded to the volume's type (ITK's own cast would truncate them).
+    return cast_like(sitk.Resample(movingImage, fixedImage, transform, interpolator, background, sitk.sitkFloat64),
+                     movingImage.GetPixelID())
+
+
 def torchCudaBuild() -> str | None:
     """The CUDA version the installed PyTorch was built for (None: no torch, or a CPU build).
 
@@ -497,6 +599,9 @@ def nvidiaDriverPresent() -> bool:
 def presetStagesToRows(preset: dict[str, Any]) -> list[dict[str, str]]:
     """The stages of a preset dict as table rows (model, metric, levels, regularization, step size).
 
+    A network stage has no levels, regularization or step: its Levels cell names the learned
+    model (e.g. ``brain-t1-hypermorph``) and the other two are empty.
+
     Example:
         >>> rows = presetStagesToRows({"stages": [{"model": "rigid", "metric": "ncc", "learning_rate": 1.0,
         ...     "levels": [{"shrink": 4, "smoothing": 2, "iterations": 50}], "regularization": {}}]})
@@ -505,6 +610,10 @@ def presetStagesToRows(preset: dict[str, Any]) -> list[dict[str, str]]:
     """
     rows = []
     for stage in preset.get("stages", []):
+        if stage.get("model") == "network":
+            rows.append({"model": "network", "metric": str(stage.get("metric", "ncc")),
+                         "levels": str(stage.get("network", "")), "regularization": "", "step": ""})
+            continue
         levels = "; ".join(f"{_num(level['shrink'])}/{_num(level['smoothing'])}/{int(level['iterations'])}"
                            for level in stage.get("levels", []))
         weight = sum(float(v) for v in (stage.get("regularization") or {}).values())
@@ -527,7 +636,11 @@ def rowsToPresetStages(preset: dict[str, Any], rows: list[dict[str, str]]) -> di
         where = f"stage {number}"
         stage["model"] = row["model"].strip()
         stage["metric"] = row["metric"].strip()
+        if stage["model"] == "network":  # its Levels cell names the learned model
+            stage["network"] = row["levels"].strip()
+            continue
         levels = []
+        previous = stage.get("levels") or []  # a level's own options (step, smoothing, ...) stay with its position
         for text in filter(None, (part.strip() for part in row["levels"].split(";"))):
             values = text.split("/")
             try:
@@ -535,7 +648,8 @@ def rowsToPresetStages(preset: dict[str, Any], rows: list[dict[str, str]]) -> di
             except (ValueError, IndexError):
                 raise errors.PresetError(f"{where}: level '{text}' must be shrink/smoothing/iterations, "
                                          "e.g. 4/2/100") from None
-            levels.append({"shrink": shrink, "smoothing": smoothing, "iterations": iterations})
+            level = dict(previous[len(levels)]) if len(levels) < len(previous) else {}
+            levels.append({**level, "shrink": shrink, "smoothing": smoothing, "iterations": iterations})
         if not levels:
             raise errors.PresetError(f"{where}: at least one level shrink/smoothing/iterations is needed")
         stage["levels"] = levels
