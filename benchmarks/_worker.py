@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--preset", help="regsuite only: preset name or JSON file instead of the suite's")
+    parser.add_argument("--lambda", dest="hyper_lambda", type=float,
+                        help="regsuite only: HyperMorph regularization weight, passed as the CLI's --lambda")
     args = parser.parse_args(argv)
+    if args.tool != "regsuite" and (args.preset or args.hyper_lambda is not None):
+        parser.error("--preset and --lambda are for the regsuite tool only")
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(f"benchmarks.peers.{MODULES[args.tool]}")
         extra = {"preset": args.preset} if args.preset else {}
+        if args.hyper_lambda is not None:
+            extra["hyper_lambda"] = args.hyper_lambda
         result = module.run(args.fixed, args.moving, str(out_dir), fixed_mask=args.fixed_mask,
                             threads=args.threads, suite=args.suite, **extra)
         record.update(result)

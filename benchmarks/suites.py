@@ -31,13 +31,17 @@ SUITES = ("brain", "lung", "t1pd")
 #: fixed, moving subject numbers of OASIS-TRT-20 (``--pairs N`` takes the first N)
 BRAIN_PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (2, 3), (4, 5), (6, 7), (8, 9), (10, 1)]
 
-#: a split by subject (``--brain-pairs tune|confirm``): the brain preset is tuned on pairs of
-#: subjects 1-5 only and confirmed on pairs of subjects 6-10 only. None of these pairs is in
-#: :data:`BRAIN_PAIRS`; subjects 7-10 did inform earlier presets (pairs 7<-8 and 9<-10), so the
-#: confirm pairs are new pairs, not unseen subjects.
+#: named pair sets (``--brain-pairs tune|confirm|validation``). tune/confirm split the subjects
+#: for the classical presets: ``brain-mri`` is tuned on pairs of subjects 1-5 only and confirmed
+#: on pairs of subjects 6-10 only. None of these ten pairs is in :data:`BRAIN_PAIRS`; subjects
+#: 7-10 did inform earlier presets (pairs 7<-8 and 9<-10), so the confirm pairs are new pairs, not
+#: unseen subjects. ``validation`` is the learned models' held-out set (the ``validation_pairs``
+#: of ``regsuite/models/*/train.json``: trained on subjects 1-7 only); 8<-9 and 9<-10 are also in
+#: :data:`BRAIN_PAIRS`.
 BRAIN_PAIR_SETS = {
     "tune": [(1, 3), (2, 4), (3, 5), (4, 1), (5, 2)],
     "confirm": [(6, 8), (7, 9), (8, 10), (9, 6), (10, 7)],
+    "validation": [(8, 9), (9, 10), (10, 8)],
 }
 
 #: subject numbers of OASIS-TRT-20
@@ -67,6 +71,8 @@ def parse_brain_pairs(text: str) -> list[tuple[int, int]]:
     Example:
         >>> parse_brain_pairs("6-8, 10-7")
         [(6, 8), (10, 7)]
+        >>> parse_brain_pairs("validation")
+        [(8, 9), (9, 10), (10, 8)]
     """
     if text.strip() in BRAIN_PAIR_SETS:
         return list(BRAIN_PAIR_SETS[text.strip()])
@@ -128,19 +134,31 @@ def _inside(mask_image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(mask_image) > 0
 
 
-def evaluate_brain(case: Case, run: dict) -> dict:
-    """Dice (final and affine stage), log|J| statistics inside the fixed brain."""
-    fixed = sitk.ReadImage(case.fixed, sitk.sitkFloat32)
-    fixed_labels = sitk.ReadImage(case.extra["fixed_labels"])
-    moving_labels = sitk.ReadImage(case.extra["moving_labels"])
-    transform = metrics.load_transform(run["transform_path"])
+def read_brain_case(case: Case) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """The fixed image (float32) and the fixed and moving label maps of a brain case, as scored."""
+    return (sitk.ReadImage(case.fixed, sitk.sitkFloat32), sitk.ReadImage(case.extra["fixed_labels"]),
+            sitk.ReadImage(case.extra["moving_labels"]))
+
+
+def score_brain_transform(transform: sitk.Transform, fixed: sitk.Image, fixed_labels: sitk.Image,
+                          moving_labels: sitk.Image) -> dict:
+    """The brain measures of one transform (fixed world -> moving world): mean Dice over the labels
+    present in both maps, Dice per label, and log|J| statistics inside the fixed brain (fixed > 0).
+    Used by :func:`evaluate_brain` and by ``benchmarks/hypermorph_sweep.py``."""
     out: dict = {}
     out["dice"], per_label = metrics.mean_dice(fixed_labels, moving_labels, transform)
     out["dice_per_label"] = {str(k): round(v, 4) for k, v in per_label.items()}
+    out.update(metrics.jacobian_stats(transform, fixed, _inside(fixed)))
+    return out
+
+
+def evaluate_brain(case: Case, run: dict) -> dict:
+    """Dice (final and affine stage), log|J| statistics inside the fixed brain."""
+    fixed, fixed_labels, moving_labels = read_brain_case(case)
+    out = score_brain_transform(metrics.load_transform(run["transform_path"]), fixed, fixed_labels, moving_labels)
     if run.get("affine_transform_path"):
         affine = metrics.load_transform(run["affine_transform_path"])
         out["dice_affine"], _ = metrics.mean_dice(fixed_labels, moving_labels, affine)
-    out.update(metrics.jacobian_stats(transform, fixed, _inside(fixed)))
     return out
 
 

@@ -268,3 +268,148 @@ def test_brain_pair_split_and_explicit_pairs(tmp_path):
     command = run.child_command("regsuite", cases[0], tmp_path, 2, preset=str(preset))
     assert command[-2:] == ["--preset", str(preset)]
     assert "--preset" not in run.child_command("greedy", cases[0], tmp_path, 2, preset=str(preset))
+
+
+def test_regsuite_preset_tools_parse_label_and_reach_the_child(tmp_path):
+    """--tools regsuite@PRESET[:LAMBDA]: one labelled tool per preset (and lambda), its own run
+    folder, the preset and lambda passed to the worker; plain regsuite and --regsuite-preset unchanged."""
+    from benchmarks import run
+
+    spec = run.parse_tool(" regsuite@brain-mri-hypermorph:0.30 ")
+    assert spec == run.ToolSpec("regsuite@brain-mri-hypermorph:0.3", "regsuite", "brain-mri-hypermorph", 0.3)
+    assert spec.folder == "regsuite@brain-mri-hypermorph_lambda0.3"
+    assert run.parse_tool("regsuite@brain-mri-hypermorph:1").name == "regsuite@brain-mri-hypermorph:1"
+    assert run.parse_tool("regsuite@brain-mri-fast") == run.ToolSpec("regsuite@brain-mri-fast", "regsuite",
+                                                                     "brain-mri-fast", None)
+    assert run.parse_tool("ants") == run.ToolSpec("ants", "ants")
+    preset = tmp_path / "cand.json"
+    preset.write_text((REPO / "RegistrationSuite/regsuite/presets/brain-mri.json").read_text())
+    from_file = run.parse_tool(f"regsuite@{preset}")
+    assert (from_file.name, from_file.preset) == ("regsuite@cand.json", str(preset.resolve()))
+    for bad, message in (("nosuchtool", "unknown tool"), ("greedy@brain-mri", "only regsuite"),
+                         ("regsuite@", "no preset"), ("regsuite@brain-mri-hypermorph:1.5", r"\[0, 1\]"),
+                         ("regsuite@brain-mri-hypermorph:x", "not a number"),
+                         ("regsuite@brain-mri:0.3", "HyperMorph"), ("regsuite@no-such-preset", "unknown preset"),
+                         (f"regsuite@{tmp_path / 'missing.json'}", "not found")):
+        with pytest.raises(ValueError, match=message):
+            run.parse_tool(bad)
+    with pytest.raises(ValueError, match="given twice"):
+        run.parse_tools("greedy,regsuite@brain-mri-fast, regsuite@brain-mri-fast")
+
+    tools = "regsuite,regsuite@brain-mri,regsuite@brain-mri-fast,regsuite@brain-mri-hypermorph:0.3,greedy"
+    args = run.parse_args(["--tools", tools, "--regsuite-preset", "lung-ct", "--data", str(tmp_path),
+                           "--no-mask", "regsuite@brain-mri-fast,greedy"])
+    assert args.tools == tools.split(",")
+    assert [s.tool for s in args.specs] == ["regsuite"] * 4 + ["greedy"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--tools", "regsuite@brain-mri:0.3", "--data", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--tools", "greedy", "--no-mask", "regsuite@brain-mri", "--data", str(tmp_path)])
+
+    case = suites.lung_cases(tmp_path)[0]
+    commands = {s.name: run.child_command(s, case, tmp_path, 2, preset=args.regsuite_preset) for s in args.specs}
+    assert commands["regsuite"][-2:] == ["--preset", "lung-ct"]              # --regsuite-preset: plain regsuite only
+    assert commands["regsuite@brain-mri"][-2:] == ["--preset", "brain-mri"]
+    assert commands["regsuite@brain-mri-hypermorph:0.3"][-4:] == ["--preset", "brain-mri-hypermorph", "--lambda", "0.3"]
+    assert "--preset" not in commands["greedy"]
+    assert all(c[c.index("--tool") + 1] == "regsuite" for name, c in commands.items() if name != "greedy")
+    assert run.child_command("regsuite@brain-mri-fast", case, tmp_path, 2) == commands["regsuite@brain-mri-fast"]
+
+    from benchmarks import _worker
+    with pytest.raises(SystemExit):
+        _worker.main(["--tool", "greedy", "--suite", "brain", "--fixed", "f", "--moving", "m",
+                      "--out-dir", str(tmp_path / "w"), "--lambda", "0.3"])
+    assert not (tmp_path / "w").exists()
+
+
+def test_preset_tools_get_their_own_folders_rows_and_plots(tmp_path, monkeypatch, capsys):
+    """Without registering: each regsuite@PRESET tool runs in its own folder and has its own
+    labelled records, table rows and plot entries."""
+    from benchmarks import run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    tools = "regsuite,regsuite@brain-mri-fast,regsuite@brain-mri-hypermorph:0.25,greedy"
+    base = ["--suite", "brain", "--brain-pairs", "validation", "--tools", tools, "--data", str(data),
+            "--out", str(tmp_path / "out")]
+    assert run.main(base + ["--dry-run"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 12
+    assert any(line.endswith("--preset brain-mri-hypermorph --lambda 0.25") and
+               "runs/brain/10-8/regsuite@brain-mri-hypermorph_lambda0.25 " in line for line in printed)
+
+    folders = []
+
+    def fake_child(spec, case, run_dir, *rest):
+        folders.append(run_dir)
+        dice = {"regsuite": 0.6, "regsuite@brain-mri-fast": 0.62, "greedy": 0.58}.get(spec.name, 0.55)
+        return {"status": "ok", "tool": spec.tool, "suite": "brain", "transform_path": str(run_dir / "t.h5"),
+                "seconds": 10.0, "peak_rss_mb": 100.0, "dice": dice}
+
+    monkeypatch.setattr(run, "run_child", fake_child)
+    monkeypatch.setattr(run, "score", lambda case, record, check: {"sd_log_jac": 0.3, "folding_percent": 0.0})
+    monkeypatch.setattr(run.report, "machine_info", lambda repo: {"cpu": "test"})
+    assert run.main(base) == 0
+    assert len(folders) == len(set(folders)) == 12
+    records = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
+    assert [r["tool"] for r in records[:4]] == tools.split(",")
+    assert {r["pair"] for r in records} == {"8-9", "9-10", "10-8"}
+    hyper = [r for r in records if r["tool"] == "regsuite@brain-mri-hypermorph:0.25"]
+    assert len(hyper) == 3 and all(r["lambda"] == 0.25 and r["base_tool"] == "regsuite" for r in hyper)
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "## brain (3 pairs: 10-8, 8-9, 9-10)" in table
+    assert "| regsuite@brain-mri-fast | 3/3 | 0.620 ± 0.000 |" in table
+    assert "| regsuite@brain-mri-hypermorph:0.25 | 3/3 | 0.550 ± 0.000 |" in table
+    assert "| regsuite | 3/3 | 0.600 ± 0.000 |" in table
+    assert (tmp_path / "out" / "brain_bars.png").is_file() and (tmp_path / "out" / "brain_dice_vs_time.png").is_file()
+
+
+def test_validation_pair_set_is_the_learned_models_held_out_pairs(tmp_path):
+    """--brain-pairs validation = 8-9, 9-10, 10-8 (fixed-moving), the validation_pairs the shipped
+    networks were not trained on, whose subjects are not training subjects."""
+    from benchmarks import run
+
+    validation = [(8, 9), (9, 10), (10, 8)]
+    assert suites.BRAIN_PAIR_SETS["validation"] == validation
+    assert suites.parse_brain_pairs(" validation ") == validation
+    assert [c.pair for c in suites.cases("brain", tmp_path, None, validation)] == ["8-9", "9-10", "10-8"]
+    assert run.parse_args(["--brain-pairs", "validation", "--data", str(tmp_path)]).brain_pairs == validation
+    with pytest.raises(ValueError, match="validation"):  # the set names are listed in the error
+        suites.parse_brain_pairs("valid")
+    for model in ("brain-t1-voxelmorph", "brain-t1-hypermorph"):
+        train = REPO / "RegistrationSuite/regsuite/models" / model / "train.json"
+        if not train.is_file():
+            continue
+        config = json.loads(train.read_text())
+        config = config.get("data", config)
+        assert [tuple(pair) for pair in config["validation_pairs"]] == validation
+        assert not {s for pair in validation for s in pair} & set(config["subjects"])
+
+
+def test_hypermorph_sweep_tables_and_plot_from_records(tmp_path):
+    """The sweep's summary, markdown and plot from made-up pair results (no registration)."""
+    from benchmarks import hypermorph_sweep as sweep
+
+    assert sweep.parse_lambdas("0,0.1, 1") == [0.0, 0.1, 1.0]
+    for bad in ("0,1.5", "a", ""):
+        with pytest.raises(ValueError):
+            sweep.parse_lambdas(bad)
+    assert list(sweep.DEFAULT_LAMBDAS) == [0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0]
+
+    def pair(name, offset):
+        return {"pair": name, "register_seconds": 20.0, "session_seconds": 1.0, "preset_lambda": 0.5,
+                "session_vs_engine_max_mm": 0.0,
+                "rows": [{"lambda": lam, "dice": 0.7 - 0.1 * lam + offset, "sd_log_jac": 0.5 - 0.3 * lam,
+                          "folding_percent": 0.0, "seconds": 0.5} for lam in (0.0, 0.5, 1.0)]}
+
+    payload = {"preset": "brain-mri-hypermorph", "preset_lambda": 0.5, "threads": 2, "device": "cpu",
+               "pairs": [pair("8-9", 0.0), pair("9-10", 0.02), {"pair": "10-8", "error": "RuntimeError: boom"}]}
+    sweep.write(tmp_path, payload)
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert [row["lambda"] for row in saved["summary"]] == [0.0, 0.5, 1.0]
+    assert saved["summary"][0]["dice_mean"] == pytest.approx(0.71) and saved["summary"][0]["pairs"] == 2
+    text = (tmp_path / "sweep.md").read_text()
+    assert "| 0.5 | 2 | 0.6600 ± 0.0141 | 0.350 ± 0.000 | 0.000 ± 0.000 | 0.50 ± 0.00 |" in text
+    assert "| 1 | 0.6000 / 0.200 / 0.000 | 0.6200 / 0.200 / 0.000 |" in text
+    assert "10-8 failed: RuntimeError: boom" in text
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
