@@ -98,7 +98,7 @@ def test_tiny_voxelmorph_learns_a_known_warp():
     The moving image is the fixed one sampled at ``x + u_true(x)``, ``u_true`` a smooth bump of
     up to 3 mm, so ``exp(v) = u_true`` is the answer. The network starts at the identity (mean
     error = mean |u_true|); after training the mean error over the grid's interior is below a
-    third of it (the regularizer and the 4 mm velocity grid keep it from reaching zero).
+    fifth of it (the regularizer and the 4 mm velocity grid keep it from reaching zero).
     """
     torch.manual_seed(0)
     grid = Grid((32, 32, 32), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
@@ -123,4 +123,5 @@ def test_tiny_voxelmorph_learns_a_known_warp():
     target = u_true
     error = (u - target)[interior].norm(dim=1).mean()
     start = target[interior].norm(dim=1).mean()
-    assert float(error) < float(start) / 3.0, (float(error), float(start))
+    # measured 0.114 mm against 1.230 mm (1 and 2 threads alike): a fifth leaves room for other CPUs
+    assert float(error) < float(start) / 5.0, (float(error), float(start))

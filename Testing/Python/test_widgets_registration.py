@@ -28,6 +28,7 @@ import qt_shim  # noqa: E402
 from phantoms import make_grid, sample_phantom  # noqa: E402
 
 from regsuite.mrml import LPS_FROM_RAS, sitk_to_volume  # noqa: E402
+from regsuite.engine.config import PRESET_DIR  # noqa: E402
 
 SHIFT = np.array([3.0, -2.0, 1.5])  # LPS mm: moving content = fixed content moved by SHIFT
 #: The user's own quick preset (saved before the panel opens): one rigid level at 6 mm, 40 iterations.
@@ -321,7 +322,8 @@ def test_learned_presets_and_the_lambda_slider_update_the_result_in_place(widget
     assert [ui.stagesTableWidget.item(r, 0).text() for r in range(ui.stagesTableWidget.rowCount)] == \
         ["rigid", "affine", "network", "svf"]
     _select(ui.presetComboBox, "brain-mri-hypermorph")
-    assert slider.visible and ui.lambdaLabel.visible and slider.value == pytest.approx(0.5)
+    shipped = json.loads((PRESET_DIR / "brain-mri-hypermorph.json").read_text())["stages"][-1]["lambda"]
+    assert slider.visible and ui.lambdaLabel.visible and slider.value == pytest.approx(shipped)
     slider.value = 0.3  # before a run: the preset's lambda for the next run
     assert json.loads(parameters.presetOverride)["stages"][-1]["lambda"] == pytest.approx(0.3)
     assert ui.revertPresetButton.enabled and widget._lambdaJob is None
