@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
+from ..engine.config import MODEL_DIR, list_models
 from ..errors import InputError
 from .networks import build_network
 
-MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 _LOADED: dict[tuple[str, str], "LoadedModel"] = {}
 
 
@@ -37,11 +37,6 @@ class LoadedModel:
     @property
     def is_hyper(self) -> bool:
         return self.card["architecture"] == "hypermorph"
-
-
-def list_models() -> list[str]:
-    """Names of the models shipped in ``regsuite/models``."""
-    return sorted(path.parent.name for path in MODEL_DIR.glob("*/card.json"))
 
 
 def model_folder(name: str) -> Path:

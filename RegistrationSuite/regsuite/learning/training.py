@@ -12,11 +12,9 @@ A checkpoint (network, optimizer, step, random state, history) is written atomic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +33,7 @@ from .config import TrainingConfig
 from .data import LabelClasses, PairSampler, check_data, load_subject
 from .field import NetworkField
 from .inference import histogram_distance, intensity_histogram
+from .models import file_sha256
 from .networks import build_network, parameter_count
 
 CHECKPOINT = "checkpoint.pt"
@@ -102,14 +101,6 @@ def _atomic_save(payload: Any, path: Path) -> None:
     temporary = path.with_name(path.name + ".partial")
     torch.save(payload, temporary)
     os.replace(temporary, path)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Trainer:
@@ -356,7 +347,7 @@ class Trainer:
             "validation": {"pairs": self.config.data.get("validation_pairs", []),
                            "grid": "2 mm canonical grid, labels warped by nearest neighbour", **validation},
             "licence": self.config.licence,
-            "weights": {"file": "weights.pt", "sha256": sha256(weights), "bytes": weights.stat().st_size},
+            "weights": {"file": "weights.pt", "sha256": file_sha256(weights), "bytes": weights.stat().st_size},
         }
         if sweep:
             card["validation"]["lambda_sweep"] = sweep
@@ -365,13 +356,3 @@ class Trainer:
         path = self.output / "card.json"
         path.write_text(json.dumps(card, indent=2) + "\n")
         return path
-
-
-def train_main(config_path: str, output_dir: str, iterations: int | None, device: torch.device, resume: bool,
-               data_root: str | None = None, export: bool = True) -> Path | None:
-    config = TrainingConfig.from_file(config_path)
-    trainer = Trainer(config, output_dir, device, data_root)
-    trainer.run(iterations, resume)
-    if export:
-        return trainer.export(" ".join(["regsuite", *sys.argv[1:]]) if sys.argv else "")
-    return None
