@@ -65,6 +65,9 @@ def test_shipped_models_are_listed_and_load():
         for key in ("architecture", "parameters", "grid", "normalization", "training", "validation", "licence"):
             assert key in card, (name, key)
         assert "CC BY-NC-SA" in card["licence"]
+        markdown = (MODEL_DIR / name / "card.md").read_text()
+        assert card["weights"]["sha256"] in markdown and card["training"]["command"] in markdown
+        assert "/work/" not in json.dumps(card)  # no machine paths: the command names runs/<folder>
         assert load_model(name).network.training is False
 
 

@@ -69,6 +69,8 @@ def test_train_exports_a_loadable_model_and_resumes_exactly(tmp_path: Path, data
     card = json.loads((straight / "card.json").read_text())
     assert card["training"]["iterations"] == 4
     assert card["weights"]["sha256"] == file_sha256(straight / "weights.pt")
+    assert card["weights"]["sha256"] in (straight / "card.md").read_text()  # the human-readable card
+    assert "--output-dir runs/straight " in card["training"]["command"]  # not the machine's folder
     assert card["validation"]["pairs"] == [[4, 5]] and 0.0 <= card["validation"]["dice"] <= 1.0
     model = load_model(str(straight))
     assert model.card["name"] == "tiny"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -28,11 +29,20 @@ def cmd_train(args: argparse.Namespace) -> int:
                       threads=usable_threads(args.threads))
     trainer.run(args.iterations, args.resume)
     if not args.no_export:
-        # the straight run that gives these weights (a resumed run gives the same ones, see the tests)
-        command = (f"regsuite train --config {args.config} --output-dir {args.output_dir} "
+        # the straight run that gives these weights (a resumed run gives the same ones, see the
+        # tests); the output folder is named by its last part, which is all a reader needs
+        command = (f"regsuite train --config {_shown(args.config)} --output-dir runs/{Path(args.output_dir).name} "
                    f"--iterations {trainer.step} --device {args.device}"
                    + (f" --threads {args.threads}" if args.threads else "")
-                   + (f" --data-root {args.data_root}" if args.data_root else ""))
+                   + (f" --data-root {_shown(args.data_root)}" if args.data_root else ""))
         card = trainer.export(command)
         print(f"wrote {card.parent / 'weights.pt'} and {card}")
     return 0
+
+
+def _shown(path: str) -> str:
+    """``path`` as a card records it: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

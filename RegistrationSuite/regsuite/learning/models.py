@@ -104,3 +104,39 @@ def load_model(name: str, device: torch.device | str = "cpu") -> LoadedModel:
     loaded = LoadedModel(folder.name, card, network)
     _LOADED[key] = loaded
     return loaded
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The human-readable model card (``card.md``) of a ``card.json``: what a user checks before
+    using the weights, and the SHA-256 the loader checks."""
+    training, validation, grid = card["training"], card["validation"], card["grid"]
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        f"- **Architecture:** {card['architecture']} ({card['parameters']:,} parameters), options "
+        f"`{json.dumps(card['network'])}`; stationary velocity field integrated by "
+        f"{card.get('integration_steps', 7)} squarings (diffeomorphic, inverse exp(-v)).",
+        f"- **Canonical grid:** {' x '.join(str(n) for n in grid['size_xyz'])} voxels (x, y, z) of "
+        f"{grid['spacing_mm']} mm, {grid['placement']}; velocity at level {grid['velocity_level']}.",
+        f"- **Input:** {card.get('input', '')}; channels {', '.join(card.get('channels', []))}.",
+        f"- **Intensity normalisation:** `{json.dumps(card['normalization'])}`.",
+        f"- **Training data:** subjects {training['subjects']} of `{training['root']}` "
+        f"({training['iterations']} steps; {training['hardware']}).",
+        f"- **Command:** `{training['command']}` (config: `train.json` beside this card"
+        + (f"; warm start from `{training['config']['initial_weights']}`" if training.get("config", {}).get("initial_weights") else "")
+        + ").",
+        f"- **Validation** (pairs {validation['pairs']}, {validation['grid']}): mean Dice "
+        f"{validation['dice']:.4f}, J <= 0 {validation['folding_percent']:.3f} %.",
+    ]
+    if "lambda_sweep" in validation:
+        sweep = ", ".join(f"{lam}: {row['dice']:.4f}" for lam, row in validation["lambda_sweep"].items())
+        lines.append(f"- **Dice by lambda:** {sweep}; default lambda {card.get('default_lambda')}.")
+    lines += [
+        f"- **Licence of the weights:** {card['licence']}.",
+        f"- **Weights:** `{card['weights']['file']}`, {card['weights']['bytes']} bytes, "
+        f"SHA-256 `{card['weights']['sha256']}`.",
+        "",
+        "Generated from `card.json` (the machine-readable card) by `regsuite train`.",
+        "",
+    ]
+    return "\n".join(lines)

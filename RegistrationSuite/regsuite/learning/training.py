@@ -33,7 +33,7 @@ from .config import TrainingConfig
 from .data import LabelClasses, PairSampler, check_data, load_subject
 from .field import NetworkField
 from .inference import histogram_distance, intensity_histogram
-from .models import file_sha256
+from .models import card_markdown, file_sha256
 from .networks import build_network, parameter_count
 
 CHECKPOINT = "checkpoint.pt"
@@ -355,4 +355,5 @@ class Trainer:
             card["default_lambda"] = float(best)
         path = self.output / "card.json"
         path.write_text(json.dumps(card, indent=2) + "\n")
+        (self.output / "card.md").write_text(card_markdown(card))
         return path
