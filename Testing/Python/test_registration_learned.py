@@ -24,6 +24,7 @@ from vtkmodules.util import numpy_support  # noqa: E402
 from regsuite.errors import InputError, PresetError  # noqa: E402
 from regsuite.io.compact_h5 import FIELD_QUANTUM_MM  # noqa: E402
 from regsuite.mrml import LPS_FROM_RAS, sitk_to_volume, volume_to_sitk  # noqa: E402
+from test_registration_logic import logic  # noqa: E402,F401  (the same Logic fixture: user presets in tmp_path)
 
 #: the blobs are no T1 brains: the engine warns (checked once, where it is forwarded)
 pytestmark = pytest.mark.filterwarnings("ignore::regsuite.errors.InputWarning")
@@ -42,14 +43,6 @@ def blob_image(shift=(0.0, 0.0, 0.0), size=(40, 44, 36), spacing=(2.5, 2.5, 2.5)
     out = sitk.GetImageFromArray(values.reshape(size[::-1]).astype(np.float32))
     out.CopyInformation(image)
     return out
-
-
-@pytest.fixture()
-def logic(mrml, tmp_path, monkeypatch):
-    monkeypatch.setenv("REGSUITE_USER_PRESETS", str(tmp_path / "presets"))
-    from RegSuiteRegistrationLib.logic import RegSuiteRegistrationLogic
-
-    return RegSuiteRegistrationLogic()
 
 
 @pytest.fixture()

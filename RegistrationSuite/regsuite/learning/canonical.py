@@ -44,15 +44,16 @@ def foreground_center(image: sitk.Image, mask: sitk.Image | None = None) -> np.n
 
 
 def canonical_grid(fixed: sitk.Image, mask: sitk.Image | None = None, size: Sequence[int] = (80, 96, 80),
-                   spacing: float = 2.0, center: np.ndarray | None = None,
+                   spacing: float | Sequence[float] = 2.0, center: np.ndarray | None = None,
                    direction: np.ndarray | None = None) -> Grid:
     """The canonical grid of a model, centred on ``fixed``'s foreground (or on ``center``);
-    ``direction`` (default identity: world axes) is for training-time augmentation."""
+    ``direction`` (default identity: world axes) and per-axis ``spacing`` are for training-time
+    augmentation."""
     center = foreground_center(fixed, mask) if center is None else np.asarray(center, dtype=np.float64)
     direction = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)
-    half_extent = (np.asarray(size, dtype=np.float64) - 1) * float(spacing) / 2.0
-    origin = center - direction @ half_extent
-    return Grid(tuple(int(n) for n in size), (float(spacing),) * 3, tuple(origin), direction)
+    spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+    origin = center - direction @ ((np.asarray(size, dtype=np.float64) - 1) * spacing / 2.0)
+    return Grid(tuple(int(n) for n in size), tuple(spacing), tuple(origin), direction)
 
 
 def velocity_grid(grid: Grid, level: int) -> Grid:

@@ -129,15 +129,11 @@ class PairSampler:
             return canonical_grid(fixed.image, size=self.size, spacing=self.spacing, center=fixed.center)
         a = self.augmentation
         rotation = random_rotation(self.rng, float(a.get("rotation_degrees", 0.0)))
+        # anisotropic scaling of the grid: the network sees a slightly larger/smaller brain
         scale = 1.0 + self.rng.uniform(-1, 1, 3) * float(a.get("scale", 0.0))
         shift = self.rng.uniform(-1, 1, 3) * float(a.get("translation_mm", 0.0))
-        grid = canonical_grid(fixed.image, size=self.size, spacing=self.spacing, center=fixed.center + shift,
-                              direction=rotation)
-        # anisotropic scaling of the grid: the network sees a slightly larger/smaller brain
-        half = (np.array(self.size) - 1) / 2.0
-        spacing = self.spacing * scale
-        origin = fixed.center + shift - rotation @ (half * spacing)
-        return Grid(grid.size, tuple(spacing), tuple(origin), rotation)
+        return canonical_grid(fixed.image, size=self.size, spacing=self.spacing * scale,
+                              center=fixed.center + shift, direction=rotation)
 
     def intensity(self, image: torch.Tensor) -> torch.Tensor:
         a = self.augmentation

@@ -41,7 +41,6 @@ class NetworkField:
         self.integrator = VelocityField(self.coarse, steps=steps)
         # voxels of the velocity grid along its axes -> world mm
         self._direction = torch.as_tensor(self.coarse.direction @ np.diag(self.coarse.spacing), dtype=torch.float32)
-        self._to_normalized: dict[tuple[int, str], tuple[Grid, torch.Tensor, torch.Tensor]] = {}
 
     def world_velocity(self, velocity: torch.Tensor) -> torch.Tensor:
         """Network output (voxels of the velocity grid along its axes, VoxelMorph's unit) as
@@ -63,11 +62,8 @@ class NetworkField:
         """``image`` (on ``grid``, default the canonical grid) sampled at ``x + u(x)`` for the
         voxels ``x`` of the grid ``displacement`` lives on (same grid as ``image``)."""
         grid = self.grid if grid is None else grid
-        key = (id(grid), str(image.device))
-        if key not in self._to_normalized or self._to_normalized[key][0] is not grid:
-            matrix = torch.as_tensor(grid.world_to_normalized()[:3, :3], dtype=torch.float32, device=image.device)
-            self._to_normalized[key] = (grid, matrix, identity_normalized(grid, image.device))
-        _, matrix, base = self._to_normalized[key]
+        matrix = torch.as_tensor(grid.world_to_normalized()[:3, :3], dtype=torch.float32, device=image.device)
+        base = identity_normalized(grid, image.device)
         normalized = base + torch.einsum("rc,ncdhw->ndhwr", matrix.to(displacement.dtype), displacement)
         if mode == "nearest":
             return torch.nn.functional.grid_sample(image, normalized, mode="nearest", padding_mode="zeros",

@@ -14,8 +14,7 @@ import time
 
 import torch
 
-from ...errors import PresetError
-from ..config import NETWORK_MODELS, StageConfig
+from ..config import NETWORK_MODELS
 from ..metrics import make_metric
 from ..transforms.dense import resample_field
 from .registry import StageContext, StageKind, StageOutcome
@@ -24,12 +23,6 @@ from .registry import StageContext, StageKind, StageOutcome
 class NetworkKind(StageKind):
     name = "network"
     models = NETWORK_MODELS
-
-    def check(self, stage: StageConfig, where: str) -> None:
-        try:
-            make_metric(stage.metric, **stage.metric_options)
-        except PresetError as error:
-            raise PresetError(f"{where}: {error}") from None
 
     def run(self, context: StageContext) -> StageOutcome:
         from ...learning.field import NetworkField
