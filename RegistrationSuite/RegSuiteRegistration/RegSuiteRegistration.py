@@ -25,7 +25,9 @@ __all__ = ["RegSuiteRegistration", "RegSuiteRegistrationWidget", "RegSuiteRegist
            "RegSuiteRegistrationTest", "progressFraction", "progressText"]
 
 ERROR_STYLE = "color: #d32f2f;"
-FUSION_COLORMAPS = {"None": None, "Iron": "Iron", "Rainbow": "Rainbow"}
+#: Fusion colours: "From preset" keeps the display preset's foreground colour map, the others replace it.
+FUSION_COLORMAPS = {"From preset": None, "Grey": "Grey", "Iron": "Iron", "Rainbow": "Rainbow", "PET-Heat": "PET-Heat"}
+DEFAULT_FUSION_PRESET = "Default"
 STAGE_COLUMNS = ("model", "metric", "levels", "regularization", "step")  # the stage table's columns
 
 
@@ -53,6 +55,9 @@ measure; an optional initial transform starts the search.</p>
 VoxelMorph network), <b>brain-mri-fast</b> (the network, then a short optimisation) and
 <b>brain-mri-hypermorph</b>, whose <i>Smoothness (lambda)</i> slider changes the finished result
 in place, without running again.</p>
+<p>Results: the <i>Display preset</i> (Default, PET on CT, PET on MR, CT on MR, MR on CT) sets the
+fusion's colour maps, window/levels, a threshold below which the moving image is transparent, and
+its opacity, in linked slice views; <i>Fusion colours</i> replaces the preset's colour map.</p>
 <p>PyTorch is installed on first use, after you confirm.</p>
 <p>From the Python console:</p>
 <pre>
@@ -139,6 +144,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.progressBar.hide()
         self.refreshPresetNames()
         self.refreshDeviceItems()
+        self.refreshFusionPresets()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -153,6 +159,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.checkerboardButton.connect("toggled(bool)", self.onCheckerboardToggled)
         self.ui.fusionColormapComboBox.connect("currentIndexChanged(int)", self.onFusionColormapChanged)
+        self.ui.fusionPresetComboBox.connect("currentIndexChanged(int)", self.onFusionPresetChanged)
 
         self._setResultsAvailable(False)
         self.initializeParameterNode()
@@ -576,19 +583,22 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 if outputs.outputVolumeNode is not None:
                     parameters.outputVolume = outputs.outputVolumeNode
         self.ui.summaryLabel.text = outputs.summaryText()
-        # the Logic shows the fusion without colour map: start the view controls there, silently
-        wasBlocked = (self.ui.checkerboardButton.blockSignals(True), self.ui.fusionColormapComboBox.blockSignals(True))
+        # the Logic shows the plain fusion (the volumes keep their display); a display preset or colours
+        # the user chose for an earlier result apply to this one too
+        wasBlocked = self.ui.checkerboardButton.blockSignals(True)
         self.ui.checkerboardButton.checked = False
-        self.ui.fusionColormapComboBox.currentIndex = 0
-        self.ui.checkerboardButton.blockSignals(wasBlocked[0])
-        self.ui.fusionColormapComboBox.blockSignals(wasBlocked[1])
+        self.ui.checkerboardButton.blockSignals(wasBlocked)
         self._setResultsAvailable(True)
         self.ui.resultsCollapsibleButton.collapsed = False
+        if (self.ui.fusionPresetComboBox.currentText != DEFAULT_FUSION_PRESET
+                or FUSION_COLORMAPS.get(self.ui.fusionColormapComboBox.currentText) is not None):
+            self._showView(False)
         self._startLambda(outputs)
 
     def _setResultsAvailable(self, available):
         self.ui.checkerboardButton.enabled = available
         self.ui.fusionColormapComboBox.enabled = available
+        self.ui.fusionPresetComboBox.enabled = available
         if not available:
             self.ui.summaryLabel.text = "Run a registration to see its summary here."
 
@@ -600,7 +610,8 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 self.logic.showCheckerboard(self._runFixedVolume, self._outputs)
             else:
                 colormap = FUSION_COLORMAPS.get(self.ui.fusionColormapComboBox.currentText)
-                self.logic.showFusion(self._runFixedVolume, self._outputs, colormap=colormap)
+                self.logic.applyFusionPreset(self._runFixedVolume, self.logic.registeredVolume(self._outputs),
+                                             self.ui.fusionPresetComboBox.currentText, colormap=colormap)
         except Exception as error:
             self.showError(_errorText(error))
 
@@ -610,6 +621,30 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def onFusionColormapChanged(self, index):
         if self.ui.checkerboardButton.checked:
             self.ui.checkerboardButton.checked = False  # back to the fusion, in the new colours
+        else:
+            self._showView(False)
+
+    def refreshFusionPresets(self):
+        """Lists the Logic's fusion display presets, each with its description as tooltip."""
+        combo = self.ui.fusionPresetComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        try:
+            for name, description in self.logic.fusionPresetDescriptions().items():
+                combo.addItem(name)
+                combo.setItemData(combo.count - 1, description, qt.Qt.ToolTipRole)
+        except Exception as error:
+            self.showError(_errorText(error), popup=False)
+        combo.currentIndex = max(combo.findText(DEFAULT_FUSION_PRESET), 0)
+        combo.blockSignals(wasBlocked)
+
+    def onFusionPresetChanged(self, index):
+        """A display preset shows in its own colours: the colour choice goes back to 'From preset'."""
+        wasBlocked = self.ui.fusionColormapComboBox.blockSignals(True)
+        self.ui.fusionColormapComboBox.currentIndex = 0
+        self.ui.fusionColormapComboBox.blockSignals(wasBlocked)
+        if self.ui.checkerboardButton.checked:
+            self.ui.checkerboardButton.checked = False  # back to the fusion, as the preset shows it
         else:
             self._showView(False)
 

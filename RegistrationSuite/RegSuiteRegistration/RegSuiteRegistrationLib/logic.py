@@ -530,10 +530,38 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         """Fixed volume in the background, the result in the foreground at ``opacity``, views linked."""
         from regsuite.mrml.display import show_fusion  # noqa: PLC0415
 
-        foreground = outputs.outputVolumeNode
-        if foreground is None:
-            foreground = self._movingNodeOf(outputs)
+        foreground = self.registeredVolume(outputs)
         show_fusion(fixedVolume.GetScene(), fixedVolume, foreground, opacity=opacity, colormap=colormap)
+
+    def registeredVolume(self, outputs: RegistrationOutputs) -> Any:
+        """The registered moving volume of ``outputs``: the output volume (resampled on the fixed
+        grid), else the moving volume, which the result transform moves onto the fixed one."""
+        return outputs.outputVolumeNode if outputs.outputVolumeNode is not None else self._movingNodeOf(outputs)
+
+    def fusionPresetDescriptions(self) -> dict[str, str]:
+        """The built-in fusion display presets ("Default", "PET on CT", "PET on MR", "CT on MR",
+        "MR on CT"), in that order, each with a line saying what it shows."""
+        from regsuite.mrml.fusion_presets import FUSION_PRESETS  # noqa: PLC0415
+
+        return {name: preset.description for name, preset in FUSION_PRESETS.items()}
+
+    def applyFusionPreset(self, fixedVolume: Any, warpedVolume: Any, presetName: str,
+                          colormap: str | None = None) -> list[Any]:
+        """Fixed volume in the background, ``warpedVolume`` (the registered moving one, see
+        :meth:`registeredVolume`) over it as display preset ``presetName`` says, views linked.
+
+        Sets the colour maps, window/levels, the foreground's lower threshold (transparent below)
+        and every slice view's layers and foreground opacity; ``colormap`` (a colour node name,
+        e.g. "Rainbow") replaces the preset's foreground colour map. Bad inputs raise a one-line
+        :class:`regsuite.errors.InputError` and change nothing. Returns the slice composite nodes set.
+        """
+        from regsuite.mrml.fusion_presets import apply_fusion_preset  # noqa: PLC0415
+
+        if fixedVolume is None:
+            raise _errors().InputError("no fixed volume is selected")
+        if fixedVolume.GetScene() is None:
+            raise _errors().InputError(f"fixed volume {_name(fixedVolume)} is no longer in the scene")
+        return apply_fusion_preset(fixedVolume.GetScene(), fixedVolume, warpedVolume, presetName, colormap=colormap)
 
     def showCheckerboard(self, fixedVolume: Any, outputs: RegistrationOutputs, squares: int = 8) -> Any:
         """A checkerboard of the fixed volume and the registered moving volume, shown in the views."""
