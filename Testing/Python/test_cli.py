@@ -17,7 +17,7 @@ import regsuite.cli.main as cli
 from regsuite.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESET_NAMES = ["affine", "affine-fast", "brain-mri", "brain-mri-fast", "brain-mri-hypermorph",
+PRESET_NAMES = ["affine", "affine-fast", "brain-mri", "brain-mri-coarse", "brain-mri-fast", "brain-mri-hypermorph",
                 "brain-mri-voxelmorph", "bspline", "ct-mr", "deformable", "lung-ct", "multimodal-rigid", "rigid"]
 
 

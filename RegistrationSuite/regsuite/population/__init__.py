@@ -1,0 +1,1 @@
+"""Workflows built on many registrations: multi-atlas segmentation, templates, longitudinal change."""
