@@ -265,8 +265,8 @@ class RegSuiteQualityLogic(ScriptedLoadableModuleLogic):
         ``segmentId``, ``fixed_volume_ml``, ``moving_volume_ml``, ``change_ml``, ``change_percent``
         and ``table`` (the table node, ``table`` or a new "Volume change", holding one row).
         """
-        import SimpleITK as sitk  # noqa: PLC0415
         from regsuite.evaluation.jacobian import jacobian_determinant  # noqa: PLC0415
+        from regsuite.evaluation.volumes import region_integral  # noqa: PLC0415
         from regsuite.mrml.tables import write_table  # noqa: PLC0415
 
         from . import inputs  # noqa: PLC0415
@@ -277,10 +277,8 @@ class RegSuiteQualityLogic(ScriptedLoadableModuleLogic):
         reference = inputs.image(referenceVolume, "reference volume")
         mask = inputs.region(segmentation, referenceVolume, reference, "segmentation", [segmentId])
         determinant = jacobian_determinant(self._transform(transformNode, reference), reference)
-        inside = sitk.GetArrayViewFromImage(mask) != 0
-        voxelMl = float(np.prod(reference.GetSpacing())) / 1000.0
-        fixedMl = float(np.count_nonzero(inside)) * voxelMl
-        movingMl = float(sitk.GetArrayViewFromImage(determinant)[inside].sum(dtype=np.float64)) * voxelMl
+        integral = region_integral(mask, determinant)  # the same arithmetic as `regsuite change`
+        fixedMl, movingMl = integral.volume_ml, integral.mapped_ml
         result = {"segment": name, "fixed_volume_ml": fixedMl, "moving_volume_ml": movingMl,
                   "change_ml": movingMl - fixedMl, "change_percent": 100.0 * (movingMl - fixedMl) / fixedMl}
         node = write_table(referenceVolume.GetScene(), [result], "Volume change", table)

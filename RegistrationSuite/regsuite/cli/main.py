@@ -1,4 +1,4 @@
-"""The ``regsuite`` command: register, apply, evaluate, presets, demo.
+"""The ``regsuite`` command: register, apply, evaluate, presets, train, segment, template, change, demo.
 
 Every transform maps a fixed world point (LPS mm) to a moving world point. Expected problems
 (missing files, bad presets, wrong extensions...) print one line ``regsuite: error: ...`` on
@@ -427,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--copy", nargs=2, metavar=("NAME", "DEST"), help="write an editable copy of a preset")
     pre.add_argument("--force", action="store_true", help="with --copy: replace DEST if it exists")
     pre.set_defaults(handler=cmd_presets)
+
+    from .population import add_segment_parser, add_template_parser
+
+    add_segment_parser(commands)
+    add_template_parser(commands)
+    from .change import add_change_parser
+
+    add_change_parser(commands)
 
     demo = commands.add_parser("demo", help="register the shipped lung CT sample pair")
     demo.add_argument("--output-dir", default="regsuite-demo", help="folder for the outputs (created)")
