@@ -32,16 +32,18 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "evaluation": (FOUNDATION | {"io"}, set()),
     "visualize": (FOUNDATION | {"io"}, set()),
     "data": ({"errors"}, set()),
-    "cli": (FOUNDATION | {"io"}, {"engine", "evaluation", "visualize", "data", "learning"}),
+    "cli": (FOUNDATION | {"io"}, {"engine", "evaluation", "visualize", "data", "learning", "population"}),
     "__main__": ({"cli"}, set()),
     "jobs": (FOUNDATION, {"io", "engine"}),
     "mrml": (FOUNDATION | {"io"}, set()),
-    SLICER: (FOUNDATION | {"mrml"}, {"io", "evaluation", "jobs", "engine", "learning"}),
+    "population": (FOUNDATION | {"io", "evaluation"}, {"engine"}),
+    SLICER: (FOUNDATION | {"mrml"}, {"io", "evaluation", "jobs", "engine", "learning", "population"}),
 }
 #: the engine reads no files: only its driver checks inputs with regsuite.io
 ENGINE_FILES_USING_IO = {"engine/registration.py"}
 #: third-party packages only some parts may import (at any level)
-RESTRICTED = {"torch": {"engine", "learning"}, "vtk": {"mrml", SLICER}, "vtkmodules": {"mrml", SLICER},
+#: (population: a task sets torch's thread count; the template's mean velocity is integrated by the engine's field)
+RESTRICTED = {"torch": {"engine", "learning", "population"}, "vtk": {"mrml", SLICER}, "vtkmodules": {"mrml", SLICER},
               "slicer": {"mrml", SLICER}, "qt": {SLICER}, "ctk": {SLICER}}
 
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..engine.grid import Grid
 from ..geometry import geometry_differences
 from ..io.images import read_label_image
+
+if TYPE_CHECKING:
+    from ..engine.grid import Grid
 
 __all__ = ["Atlas", "read_atlas_list", "check_atlases", "label_values"]
 
@@ -73,8 +75,10 @@ def read_atlas_list(path: str) -> list[Atlas]:
     return atlases
 
 
-def _header(path: str, role: str) -> Grid:
+def _header(path: str, role: str) -> "Grid":
     """The grid of the image file at ``path`` (only its header is read)."""
+    from ..engine.grid import Grid
+
     if not Path(path).is_file():
         raise InputError(f"{role} '{path}' does not exist")
     reader = sitk.ImageFileReader()
