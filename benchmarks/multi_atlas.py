@@ -9,13 +9,17 @@ registrations' warped labels scored alone).
 Run from the repository root (the registrations are kept under ``--out`` and skipped when the
 command is repeated, so an interrupted run resumes)::
 
-    python benchmarks/multi_atlas.py --out benchmarks/results/multi_atlas
+    python benchmarks/multi_atlas.py --preset brain-mri-coarse --methods majority,weighted,joint \
+        --out benchmarks/results/multi_atlas
+    python benchmarks/multi_atlas.py --preset brain-mri-coarse --methods staple --targets 8,9,10 \
+        --name results-staple --out benchmarks/results/multi_atlas      # STAPLE is slow: a few targets
     python benchmarks/multi_atlas.py --subjects 1,2,3 --methods majority --preset affine-fast --out /tmp/mas
     python benchmarks/multi_atlas.py --workers 2 --threads-per-worker 1 --out ...      # a Dask LocalCluster
     python benchmarks/multi_atlas.py --scheduler tcp://host:8786 --out ...             # a running scheduler
 
 Writes ``results.json`` (every target: per-atlas and per-method Dice, seconds) and
-``results.md`` (the table on BENCHMARKS.md).
+``results.md`` (the table on BENCHMARKS.md); ``--name`` changes that name (e.g. for a run of
+STAPLE alone on a few ``--targets``, the slowest fusion).
 
 Example:
     >>> summarize({1: {"single": {"a": 0.5, "b": 0.7}, "fused": {"majority": 0.8}}})["majority"]
@@ -81,20 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="brain-mri")
     parser.add_argument("--subjects", default="1,2,3,4,5,6,7,8,9,10")
     parser.add_argument("--methods", default=",".join(FUSION_METHODS))
+    parser.add_argument("--targets", help="segment only these subjects (default: every subject); the atlases are "
+                        "still all the other subjects")
     parser.add_argument("--workers", type=int)
     parser.add_argument("--threads-per-worker", type=int)
     parser.add_argument("--scheduler")
+    parser.add_argument("--name", default="results", help="name of the result files (<name>.json, <name>.md)")
     parser.add_argument("--register-only", action="store_true", help="stop after the registrations")
     args = parser.parse_args(argv)
 
     data, out = Path(args.data), Path(args.out).resolve()
     subjects = [int(s) for s in args.subjects.split(",")]
+    targets = [int(s) for s in args.targets.split(",")] if args.targets else subjects
     methods = [m for m in args.methods.split(",") if m]
     atlases = {s: Atlas(str(subject_folder(data, s) / IMAGE), str(subject_folder(data, s) / LABELS), f"subject-{s}")
                for s in subjects}
     preset = preset_argument(args.preset)
     works, registrations = {}, []
-    for target in subjects:
+    for target in targets:
         others = [atlases[s] for s in subjects if s != target]
         manifest = {"workflow": "segment-benchmark", "target": atlases[target].image, "preset": preset,
                     "atlases": [[a.name, a.image, a.labels] for a in others]}
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.register_only:
             return 0
         fusions = []
-        for target in subjects:
+        for target in targets:
             others = [atlases[s] for s in subjects if s != target]
             for method in methods:
                 output = str(works[target] / f"fused-{method}.nii.gz")
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                    for t in fusions]
         fused = runner.run(fusions, progress)
     per_target: dict = {}
-    for target in subjects:
+    for target in targets:
         others = [s for s in subjects if s != target]
         reference = atlases[target].labels
         single = {f"subject-{s}": mean_dice(reference, str(works[target] / "atlases" / f"subject-{s}" / "labels.nii.gz"))
@@ -136,15 +144,17 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{m} {v:.4f}" for m, v in fusion_scores.items()), flush=True)
     fusion_seconds = {o.key: (o.result or {}) for o in fused}
     summary = summarize(per_target)
-    results = {"preset": args.preset, "subjects": subjects, "methods": methods, "summary": summary,
+    results = {"preset": args.preset, "subjects": subjects, "targets": targets, "methods": methods, "summary": summary,
                "per_target": per_target, "registration_wall_seconds": register_wall,
                "registration_seconds": {o.key: (o.result or {}).get("seconds") for o in registered},
                "fusion": fusion_seconds, "runner": runner.description,
                "command": "python benchmarks/multi_atlas.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    lines = ["| method | mean Dice (99 labels, leave-one-out) |", "|---|---|"]
+    name = args.name
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    lines = [f"| method | mean Dice (labels present in both, leave-one-out, targets {args.targets or 'all'}) |",
+             "|---|---|"]
     lines += [f"| {name} | {value:.4f} |" for name, value in summary.items()]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -47,7 +47,8 @@ class RegSuiteRegistration(ScriptedLoadableModule):
 Registers a moving volume onto a fixed volume in physical space (PyTorch engine, CPU or CUDA) and
 stores the result as a transform node, optionally with the resampled moving volume.
 <p>Presets: <b>rigid</b>, <b>affine</b>, <b>affine-fast</b>, <b>bspline</b>, <b>deformable</b>,
-<b>brain-mri</b>, <b>lung-ct</b>, <b>multimodal-rigid</b> and <b>ct-mr</b>, plus your own: edit the
+<b>brain-mri</b>, <b>brain-mri-coarse</b> (2 mm, for population work), <b>lung-ct</b>,
+<b>multimodal-rigid</b> and <b>ct-mr</b>, plus your own: edit the
 stages in the Advanced section (levels are <i>shrink/smoothing/iterations</i> separated by ';') and
 use <i>Save as preset...</i>. Optional masks (label map or segmentation) restrict the similarity
 measure; an optional initial transform starts the search.</p>
