@@ -2,11 +2,20 @@
 
 * :mod:`.logic` - :class:`RegSuitePopulationLogic`: multi-atlas segmentation, template building and
   longitudinal change, each run by the ``regsuite`` command line in a background process;
+* :mod:`.inputs` - checking the nodes and paths given, exporting scene volumes, atlases and
+  segmentations to the files the command reads;
+* :mod:`.jobs` - :class:`PopulationJob` and one job per workflow: a run of the command, its
+  progress records, its end;
+* :mod:`.results` - the outputs brought into the scene: segmentation, template, change table,
+  chart and Jacobian map;
+* :mod:`.undo` - the nodes and view layers a run changed, put back when it does not complete;
+* :mod:`.messages` - the one-line errors and messages;
 * :mod:`.process` - that background process and the parsing of its progress lines;
 * :mod:`.parameters` - the panel's parameter node.
 
-Only :mod:`.logic` is imported here; it imports SimpleITK and the ``regsuite`` engine lazily (never
-PyTorch, which only the background process needs), so loading the module in Slicer stays cheap.
+Only :mod:`.logic` (and what it imports) is loaded here; SimpleITK and the ``regsuite`` engine are
+imported lazily (never PyTorch, which only the background process needs), so loading the module
+in Slicer stays cheap.
 """
 
 
