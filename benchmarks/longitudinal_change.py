@@ -21,7 +21,9 @@ whose change is known exactly:
 (b) **no change**: a simulated rescan: the baseline moved rigidly (1.5 degrees about an oblique
     axis through the brain's centre, 1.5 mm), times a smooth bias field (``exp`` of a random
     low-order cosine series, about +-10 %), plus Gaussian noise (sd 2 % of the mean brain
-    intensity) inside the moved brain mask, zero outside (a skull-stripped rescan). Run with the
+    intensity) inside the moved brain mask, zero outside (a skull-stripped rescan; the background
+    is filled with the nearest brain value before the move, so that interpolation does not darken
+    the edge voxels, which a real rescan stripped at its own edge does not have). Run with the
     baseline labels only (the follow-up labels are warped by the registration). Check:
     |whole-brain change| <= 0.2 %; the labels' changes are reported.
 (c) **swap**: (a) again with the scans exchanged, each with its own labels (the follow-up's being
@@ -242,8 +244,18 @@ def simulate_rescan(image: Any, seed: int = 8) -> tuple[Any, dict]:
     motion.SetCenter(centre.tolist())
     motion.SetRotation(axis.tolist(), math.radians(1.5))
     motion.SetTranslation(shift.tolist())
-    # rescan(y) = baseline(motion(y)): the head moved by motion^-1 between the scans
-    moved = sitk.Resample(image, image, motion, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    # rescan(y) = baseline(motion(y)): the head moved by motion^-1 between the scans. The zero
+    # background is first filled with the nearest brain voxel's value, so that interpolation does
+    # not darken the moved brain's edge voxels (mixing them with the stripped background): a real
+    # rescan is stripped at its own edge, and darkened edges moved the registered boundary inward
+    # (-2.4 % whole brain with plain interpolation of the stripped scan).
+    from scipy.ndimage import distance_transform_edt
+
+    outside = values == 0
+    nearest = distance_transform_edt(outside, return_distances=False, return_indices=True)
+    filled = sitk.GetImageFromArray(np.asarray(values)[tuple(nearest)].astype(np.float32))
+    filled.CopyInformation(image)
+    moved = sitk.Resample(filled, image, motion, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     mask = sitk.Resample(sitk.Cast(image != 0, sitk.sitkFloat32), image, motion, sitk.sitkLinear, 0.0) > 0.5
     size = np.array(image.GetSize(), dtype=float)
     index = np.stack(np.meshgrid(*[np.arange(n) for n in image.GetSize()], indexing="ij"), -1).reshape(-1, 3)
@@ -317,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         truth[value] = {"midpoint": true_change(maps, baseline, index, 1)}
         if value in targets:
             truth[value]["cubes"] = true_change(maps, baseline, index, 3)
-    brain_index = np.argwhere(sitk.GetArrayViewFromImage(baseline) != 0)[:, ::-1].astype(float)
+    # with a segmentation, the whole-brain row is the union of the labels
+    brain_index = np.argwhere(label_array != 0)[:, ::-1].astype(float)
     truth["brain"] = {"midpoint": true_change(maps, baseline, brain_index, 1)}
 
     def progress(done: int, total: int, outcome: Any) -> None:

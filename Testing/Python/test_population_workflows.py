@@ -418,3 +418,22 @@ def test_template_bad_input(cases, tmp_path, capsys):
         code, _, err = run(capsys, "template", *arguments, "--output-dir", str(tmp_path / "t"))
         assert_one_line_error(code, err, 2, *needles)
         assert not (tmp_path / "t").exists()  # nothing created before the inputs are checked
+
+
+def test_a_task_whose_input_file_changed_runs_again(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_text("one")
+    task = Task("copy", "test_population_workflows:copy_step", {"source": str(source), "output": str(tmp_path / "o.txt")},
+                (str(tmp_path / "o.txt"),), str(tmp_path / "copy.json"))
+    with SerialRunner() as runner:
+        assert runner.run([task])[0].status == "done"
+        assert runner.run([task])[0].status == "skipped"
+        source.write_text("two, longer")  # rewritten: another size (and time)
+        assert runner.run([task])[0].status == "done"
+    assert (tmp_path / "o.txt").read_text() == "two, longer"
+
+
+def copy_step(source: str, output: str) -> dict:
+    """Copy ``source`` to ``output``: a task with an input file."""
+    Path(output).write_text(Path(source).read_text())
+    return {}

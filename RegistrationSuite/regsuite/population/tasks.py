@@ -4,9 +4,10 @@ A :class:`Task` names a top-level function (``"module:function"``), its keyword 
 (plain JSON values: paths are strings, never images) and the files it writes. Workers import
 the function and call it, so nothing heavier than a few strings travels between processes.
 Each step writes its outputs atomically; when it has returned, :func:`execute` writes a
-*stamp* (``<stamp>.json``: the task's arguments and what it returned). A task whose stamp
-matches its arguments and whose outputs all exist is finished: ``--resume`` skips it, and a
-task retried after a crash simply writes its outputs again.
+*stamp* (``<stamp>.json``: the task's arguments, the size and modification time of the input
+files they name, and what it returned). A task whose stamp matches its arguments and inputs and
+whose outputs all exist is finished: ``--resume`` skips it (an input rewritten since is read
+again), and a task retried after a crash simply writes its outputs again.
 
 Example:
     >>> import os, tempfile
@@ -52,14 +53,36 @@ class Task:
     after: tuple[str, ...] = field(default=())
 
     def finished(self) -> bool:
-        """True when the stamp records these very arguments and every output exists."""
+        """True when the stamp records these very arguments, its input files are unchanged (size
+        and modification time) and every output exists."""
         try:
             recorded = json.loads(Path(self.stamp).read_text())
         except (OSError, ValueError):
             return False
         if recorded.get("function") != self.function or recorded.get("kwargs") != _plain(self.kwargs):
             return False
+        if "inputs" in recorded and recorded["inputs"] != self.input_signature():
+            return False
         return all(os.path.exists(path) for path in self.outputs)
+
+    def input_signature(self) -> dict[str, list[int]]:
+        """Size and modification time of every existing file the arguments name (outputs excepted)."""
+        found: dict[str, list[int]] = {}
+
+        def visit(value: Any) -> None:
+            if isinstance(value, str):
+                if value not in self.outputs and os.path.isfile(value):
+                    info = os.stat(value)
+                    found[value] = [info.st_size, info.st_mtime_ns]
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    visit(item)
+            elif isinstance(value, Mapping):
+                for item in value.values():
+                    visit(item)
+
+        visit(dict(self.kwargs))
+        return found
 
     def recorded_result(self) -> dict[str, Any]:
         """What a finished task returned (from its stamp)."""
@@ -111,9 +134,10 @@ def limited_threads(threads: int | None) -> Iterator[None]:
 def execute(task: Task, threads: int | None = None) -> dict[str, Any]:
     """Run ``task`` here (threads limited to ``threads``), stamp it, return the stamp's content."""
     start = time.perf_counter()
+    inputs = task.input_signature()  # before the run: what it read
     with limited_threads(threads):
         result = resolve(task.function)(**task.kwargs) or {}
-    record = {"key": task.key, "function": task.function, "kwargs": _plain(task.kwargs),
+    record = {"key": task.key, "function": task.function, "kwargs": _plain(task.kwargs), "inputs": inputs,
               "result": _plain(result), "seconds": round(time.perf_counter() - start, 3)}
     os.makedirs(os.path.dirname(os.path.abspath(task.stamp)), exist_ok=True)
     with atomic_output(task.stamp) as tmp:
