@@ -53,7 +53,6 @@ def subject_folder(data: Path, subject: int) -> Path:
 
 def mean_dice(reference: str, labels: str) -> float:
     """Mean Dice over the labels > 0 present in both maps (the brain suite's protocol)."""
-    import SimpleITK as sitk
 
     from regsuite.evaluation.overlap import dice_per_label
     from regsuite.io.images import read_label_image

@@ -173,7 +173,7 @@ def test_segment_scene_and_file_atlases_into_named_segments(case, tmp_path):
 
 
 def test_template_shows_each_iteration_and_reports_its_update(case, tmp_path):
-    scene, logic = case["scene"], case["logic"]
+    logic = case["logic"]
     images = tmp_path / "images"
     images.mkdir()
     write_case(images, "s1", (0.0, 0.0, 0.0))

@@ -121,7 +121,7 @@ def test_runner_options_are_checked():
 
 # ---------------------------------------------------------------------------- atlases
 def test_atlas_checks_name_the_problem(cases, tmp_path):
-    target, atlases = cases["target"], cases["atlases"]
+    atlases = cases["atlases"]
     assert check_atlases(atlases[:2]) == {0, 1, 2}
     other_grid = sitk.Image([20, 20, 20], sitk.sitkUInt8)
     sitk.WriteImage(other_grid, str(tmp_path / "small_labels.nii.gz"))
@@ -254,7 +254,6 @@ def dask_cluster(tmp_path):
     import socket
     import subprocess
     import sys
-    import time
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

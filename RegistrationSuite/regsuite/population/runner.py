@@ -254,7 +254,7 @@ def make_runner(workers: int | None = None, threads_per_worker: int | None = Non
     if workers == 1:
         return SerialRunner(threads)
     if not dask_available():
-        print(f"regsuite: warning: dask is not installed; running the tasks one after another in this process "
+        print("regsuite: warning: dask is not installed; running the tasks one after another in this process "
               "(pip install 'regsuite[dask]' for --workers)", file=sys.stderr)
         return SerialRunner(threads)
     return DaskRunner(workers, threads)

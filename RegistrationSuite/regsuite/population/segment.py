@@ -27,7 +27,6 @@ from ..io.atomic import check_output_path
 from ..io.images import IMAGE_SUFFIXES, read_image, read_label_image, read_native_image, write_image
 from .atlases import Atlas, check_atlases
 from .runner import Runner, TaskOutcome, make_runner
-from .steps import ncc
 from .tasks import Task
 from .workspace import open_workspace, preset_argument
 
