@@ -399,6 +399,9 @@ def test_template_command_builds_checkpoints_and_resumes(cases, tmp_path, capsys
     code, _, err = run(capsys, *arguments, "--resume")
     assert code == 0, err
     assert "2-register-a1 skipped" in err and "2-average done" in err and "1-average skipped" in err
+    assert "finalize-a1 done" in err  # the template changed: each subject's transforms follow it
+    code, _, err = run(capsys, *arguments, "--resume")  # nothing changed: nothing runs again
+    assert code == 0 and " done" not in err.replace("2-average skipped", "") and "finalize-a1 skipped" in err
     code, _, err = run(capsys, *arguments)  # the same folder without --resume is refused
     assert_one_line_error(code, err, 2, "holds an earlier run; pass --resume")
     code, _, err = run(capsys, "template", "--images", atlases[0].image, atlases[1].image, "--output-dir", str(out),

@@ -357,7 +357,10 @@ def build_template(images: Sequence[str | Atlas], output_dir: str, *, iterations
             write_json_atomic(log, str(work / "log.json"))
             reference = str(folder / "template.nii.gz")
         final = work / "iterations" / str(iterations)
-        write_image(read_image(reference, "template"), str(work / "template.nii.gz"))
+        final_template = work / "template.nii.gz"
+        if not final_template.is_file() or final_template.stat().st_mtime_ns < Path(reference).stat().st_mtime_ns:
+            # (an unchanged copy keeps its time, so a resumed run does not redo the finished subjects)
+            write_image(read_image(reference, "template"), str(final_template))
         if iterations:
             finals = []
             for item in items:
