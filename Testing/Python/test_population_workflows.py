@@ -439,3 +439,14 @@ def copy_step(source: str, output: str) -> dict:
     """Copy ``source`` to ``output``: a task with an input file."""
     Path(output).write_text(Path(source).read_text())
     return {}
+
+
+def test_without_dask_workers_run_in_this_process_with_a_warning(tmp_path, monkeypatch, capsys):
+    from regsuite.population import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "dask_available", lambda: False)
+    with make_runner(workers=2) as runner:
+        assert isinstance(runner, SerialRunner)
+        assert [o.status for o in runner.run(_tasks(tmp_path))] == ["done"] * 3
+    assert "dask is not installed; running the tasks one after another in this process" in capsys.readouterr().err
+    assert (tmp_path / "2.txt").read_text() == "xxx"
