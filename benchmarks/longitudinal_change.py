@@ -23,7 +23,9 @@ whose change is known exactly:
     low-order cosine series, about +-10 %), plus Gaussian noise (sd 2 % of the mean brain
     intensity) inside the moved brain mask, zero outside (a skull-stripped rescan; the background
     is filled with the nearest brain value before the move, so that interpolation does not darken
-    the edge voxels, which a real rescan stripped at its own edge does not have). Run with the
+    the edge voxels, which a real rescan stripped at its own edge does not have; the move
+    interpolates with cubic B-splines, ``--rescan-interpolation linear`` smooths the rescan
+    instead, which a new acquisition is not). Run with the
     baseline labels only (the follow-up labels are warped by the registration). Check:
     |whole-brain change| <= 0.2 %; the labels' changes are reported.
 (c) **swap**: (a) again with the scans exchanged, each with its own labels (the follow-up's being
@@ -34,6 +36,7 @@ Run from the repository root (about 6 brain-mri registrations, ~40 s each on 2 c
 Jacobians; the registrations are kept under ``--out`` and skipped when the command is repeated)::
 
     python benchmarks/longitudinal_change.py --out benchmarks/results/longitudinal_change
+    python benchmarks/longitudinal_change.py --rescan-interpolation linear --out ...   # a smoothed rescan
     python benchmarks/longitudinal_change.py --changes 17:-5,43:10 --out /tmp/lc        # other targets
     python benchmarks/longitudinal_change.py --shrink 3 --crop --preset quick.json --out /tmp/lc-tiny  # smoke test
 
@@ -229,8 +232,12 @@ def load_subject(data: Path, shrink: int, crop: bool) -> tuple[Any, Any]:
     return image, labels
 
 
-def simulate_rescan(image: Any, seed: int = 8) -> tuple[Any, dict]:
-    """Rigid motion, a smooth multiplicative bias field and noise inside the moved brain mask."""
+def simulate_rescan(image: Any, seed: int = 8, interpolation: str = "bspline") -> tuple[Any, dict]:
+    """Rigid motion, a smooth multiplicative bias field and noise inside the moved brain mask.
+
+    ``interpolation`` of the move: ``bspline`` (cubic; keeps the scan about as sharp as a new
+    acquisition is) or ``linear`` (smooths the moved scan, which a rescan is not).
+    """
     import SimpleITK as sitk
 
     rng = np.random.default_rng(seed)
@@ -255,7 +262,8 @@ def simulate_rescan(image: Any, seed: int = 8) -> tuple[Any, dict]:
     nearest = distance_transform_edt(outside, return_distances=False, return_indices=True)
     filled = sitk.GetImageFromArray(np.asarray(values)[tuple(nearest)].astype(np.float32))
     filled.CopyInformation(image)
-    moved = sitk.Resample(filled, image, motion, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    kind = {"bspline": sitk.sitkBSpline, "linear": sitk.sitkLinear}[interpolation]
+    moved = sitk.Resample(filled, image, motion, kind, 0.0, sitk.sitkFloat32)
     mask = sitk.Resample(sitk.Cast(image != 0, sitk.sitkFloat32), image, motion, sitk.sitkLinear, 0.0) > 0.5
     size = np.array(image.GetSize(), dtype=float)
     index = np.stack(np.meshgrid(*[np.arange(n) for n in image.GetSize()], indexing="ij"), -1).reshape(-1, 3)
@@ -272,7 +280,7 @@ def simulate_rescan(image: Any, seed: int = 8) -> tuple[Any, dict]:
     rescan = np.where(inside, rescan + rng.normal(0, sd, rescan.shape), 0.0).astype(np.float32)
     result = sitk.GetImageFromArray(rescan)
     result.CopyInformation(image)
-    return result, {"rotation_degrees": 1.5, "axis": axis.tolist(), "translation_mm": shift.tolist(),
+    return result, {"interpolation": interpolation, "rotation_degrees": 1.5, "axis": axis.tolist(), "translation_mm": shift.tolist(),
                     "bias_range": [float(bias[inside].min()), float(bias[inside].max())], "noise_sd": sd}
 
 
@@ -291,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--out", required=True)
     parser.add_argument("--preset", default="brain-mri")
+    parser.add_argument("--rescan-interpolation", choices=("bspline", "linear"), default="bspline",
+                        help="how the simulated rescan is moved: cubic B-spline (default) or linear, which "
+                             "smooths it")
     parser.add_argument("--changes", default="17:-5,53:-2.5", help="LABEL:PERCENT,... (default 17:-5,53:-2.5)")
     parser.add_argument("--shrink", type=int, default=1, help="average N^3 voxels into one (smoke tests)")
     parser.add_argument("--crop", action="store_true", help="crop to the brain's bounding box + 8 voxels")
@@ -305,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = preset_argument(args.preset)
     # inputs and registrations of these settings (a repeated command skips the finished registrations;
     # other settings get other folders, never the registrations of other images under the same names)
-    settings = json.dumps([sorted(targets.items()), args.shrink, args.crop, preset], sort_keys=True)
+    settings = json.dumps([sorted(targets.items()), args.shrink, args.crop, preset, args.rescan_interpolation],
+                          sort_keys=True)
     runs_folder = out / f"runs-{hashlib.sha1(settings.encode()).hexdigest()[:10]}"
     inputs = runs_folder / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
@@ -316,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     pull = displacement_transform(baseline, lambda p: compose_inverse(maps, p))  # follow-up world -> baseline world
     followup = sitk.Resample(baseline, baseline, pull, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     followup_labels = sitk.Resample(labels, baseline, pull, sitk.sitkNearestNeighbor, 0, sitk.sitkInt32)
-    rescan, rescan_info = simulate_rescan(baseline)
+    rescan, rescan_info = simulate_rescan(baseline, interpolation=args.rescan_interpolation)
     paths = {name: str(inputs / f"{name}.nii.gz") for name in
              ("baseline", "baseline_labels", "followup", "followup_labels", "rescan")}
     for name, image in (("baseline", baseline), ("baseline_labels", labels), ("followup", followup),
