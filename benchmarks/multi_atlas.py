@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import sys
 import time
 from pathlib import Path
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = {"workflow": "segment-benchmark", "target": atlases[target].image, "preset": preset,
                     "atlases": [[a.name, a.image, a.labels] for a in others]}
         works[target] = open_workspace(out / f"target-{target}", manifest, resume=True)
-        registrations += [t.__class__(f"{target}-{t.key}", t.function, t.kwargs, t.outputs, t.stamp)
+        registrations += [replace(t, key=f"{target}-{t.key}")
                           for t in registration_tasks(atlases[target].image, others, works[target], preset)]
 
     def progress(done: int, total: int, outcome) -> None:
@@ -126,10 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             others = [atlases[s] for s in subjects if s != target]
             for method in methods:
                 output = str(works[target] / f"fused-{method}.nii.gz")
-                fusions.append(fusion_task(atlases[target].image, others, works[target], method, output,
-                                           key=f"fuse-{method}"))
-        fusions = [t.__class__(f"{Path(t.stamp).parent.parent.name}-{t.key}", t.function, t.kwargs, t.outputs, t.stamp)
-                   for t in fusions]
+                task = fusion_task(atlases[target].image, others, works[target], method, output, key=f"fuse-{method}")
+                fusions.append(replace(task, key=f"target-{target}-{task.key}"))
         fused = runner.run(fusions, progress)
     per_target: dict = {}
     for target in targets:

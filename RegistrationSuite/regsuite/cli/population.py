@@ -126,37 +126,14 @@ def add_template_parser(commands: Any) -> None:
     tpl.set_defaults(handler=cmd_template)
 
 
-def read_image_list(path: str) -> list[Any]:
-    """Images (and labels) listed in a CSV with a column ``image`` (``labels``, ``name`` optional)."""
-    import csv
-    from pathlib import Path
-
-    from ..population.atlases import Atlas
-
-    location = Path(path)
-    try:
-        with open(location, newline="") as stream:
-            rows = list(csv.DictReader(stream))
-    except OSError as error:
-        raise InputError(f"image list '{path}' cannot be read ({error.strerror})") from None
-    if not rows or "image" not in rows[0]:
-        raise InputError(f"image list '{path}' needs a header line with a column image (labels and name optional)")
-    items = []
-    for number, row in enumerate(rows, start=2):
-        if not (row.get("image") or "").strip():
-            raise InputError(f"image list '{path}' line {number}: no image")
-        labels = (row.get("labels") or "").strip()
-        items.append(Atlas(str((location.parent / row["image"].strip()).resolve()),
-                           str((location.parent / labels).resolve()) if labels else "", (row.get("name") or "").strip()))
-    return items
-
-
 def cmd_template(args: argparse.Namespace) -> int:
     from ..population.template import build_template
 
+    from ..population.atlases import read_atlas_list
+
     images: list[Any] = list(args.images)
     if args.image_list:
-        images += read_image_list(args.image_list)
+        images += read_atlas_list(args.image_list, labels_required=False)
     with runner_from(args) as runner:
         summary = build_template(images, args.output_dir, iterations=args.iterations, preset=args.preset,
                                  initial_template=args.initial_template, step=args.step, sharpen=args.sharpen,

@@ -55,24 +55,32 @@ class Atlas:
                                else parent)
 
 
-def read_atlas_list(path: str) -> list[Atlas]:
-    """Atlases listed in a CSV file (columns ``image``, ``labels``, optional ``name``)."""
+def read_atlas_list(path: str, labels_required: bool = True) -> list[Atlas]:
+    """Atlases (or images) listed in a CSV file: columns ``image``, ``labels`` and optionally ``name``.
+
+    Relative paths are read from the CSV's folder. With ``labels_required=False`` (a template's
+    image list) the ``labels`` column may be absent or empty; ``Atlas.labels`` is then ``""``.
+    """
     location = Path(path)
+    what = "atlas list" if labels_required else "image list"
+    columns = {"image", "labels"} if labels_required else {"image"}
     try:
         with open(location, newline="") as stream:
             rows = list(csv.DictReader(stream))
     except OSError as error:
-        raise InputError(f"atlas list '{path}' cannot be read ({error.strerror})") from None
-    if not rows or not {"image", "labels"} <= set(rows[0]):
-        raise InputError(f"atlas list '{path}' needs a header line with the columns image,labels[,name] "
-                         "and one atlas a line")
-    atlases = []
+        raise InputError(f"{what} '{path}' cannot be read ({error.strerror})") from None
+    if not rows or not columns <= set(rows[0]):
+        wanted = "image,labels[,name]" if labels_required else "image[,labels][,name]"
+        raise InputError(f"{what} '{path}' needs a header line with the columns {wanted} and one item a line")
+    items = []
     for number, row in enumerate(rows, start=2):
-        if not row.get("image") or not row.get("labels"):
-            raise InputError(f"atlas list '{path}' line {number}: image and labels are both needed")
-        image, labels = (str((location.parent / row[key].strip()).resolve()) for key in ("image", "labels"))
-        atlases.append(Atlas(image, labels, (row.get("name") or "").strip()))
-    return atlases
+        image, labels = ((row.get(key) or "").strip() for key in ("image", "labels"))
+        if not image or (labels_required and not labels):
+            raise InputError(f"{what} '{path}' line {number}: "
+                             + ("image and labels are both needed" if labels_required else "no image"))
+        items.append(Atlas(str((location.parent / image).resolve()),
+                           str((location.parent / labels).resolve()) if labels else "", (row.get("name") or "").strip()))
+    return items
 
 
 def _header(path: str, role: str) -> "Grid":

@@ -195,6 +195,4 @@ def segment(target: str, atlases: Sequence[Atlas], output: str, *, fusion: str =
                                         str(Path(probabilities).resolve()) if probabilities else None,
                                         fusion_options, key=f"fuse-{fusion}")], progress)
         summary["fusion_result"] = fused[0].result
-        # the fused output's stamp must not make a later resume skip a fusion whose output was moved away
-        Path(work / "tasks" / f"fuse-{fusion}.json").unlink(missing_ok=True)
     return summary
