@@ -94,6 +94,9 @@ class StageConfig:
     network: str | None = None
     #: HyperMorph networks: the regularization weight lambda in [0, 1] (JSON key ``"lambda"``)
     hyper_lambda: float | None = None
+    #: network stages: how many times the network runs, each run registering the fixed image to
+    #: the moving image warped by the runs before (a recursive cascade; the maps compose)
+    cascade: int = 1
     #: svf stages after a network or svf stage: ``"previous"`` starts from that stage's velocity
     #: field (instance optimization), ``"zero"`` (default) from the identity
     initial_field: str = "zero"
@@ -158,6 +161,8 @@ MAX_ITERATIONS = 10_000_000
 #: condition), and each further step only costs one more full-field resampling while the scaled
 #: increment sinks under float32 resolution (2**-23 of the grid coordinates); 4 to 8 is typical.
 MAX_INTEGRATION_STEPS = 20
+#: the most network runs of a recursive cascade (each costs a forward pass)
+MAX_CASCADE = 5
 #: Names of the similarity measures (``engine.metrics.METRICS``, listed here so that validating a
 #: preset does not import torch; a test keeps the two lists equal).
 METRICS = ("mse", "ssd", "ncc", "lncc", "mi", "nmi", "ngf", "mind")
@@ -332,12 +337,13 @@ def _stage(data: Any, where: str) -> StageConfig:
     _text(stage.initial_field, f"{where}.initial_field", ("zero", "previous"), "initial field")
     if stage.initial_field == "previous" and stage.model != "svf":
         raise PresetError(f"{where}: initial_field 'previous' is for 'svf' stages only")
+    stage.cascade = _number(stage.cascade, f"{where}.cascade", 1, integer=True, maximum=MAX_CASCADE)
     if stage.is_network:
         _network_stage(stage, where)
         # one forward pass: one level of one iteration (what the progress reports)
         stage.levels = [LevelConfig(shrink=1.0, smoothing=0.0, iterations=1)]
-    elif stage.network is not None or stage.hyper_lambda is not None:
-        raise PresetError(f"{where}: 'network' and 'lambda' are for network stages only")
+    elif stage.network is not None or stage.hyper_lambda is not None or stage.cascade != 1:
+        raise PresetError(f"{where}: 'network', 'lambda' and 'cascade' are for network stages only")
     return stage
 
 
@@ -400,6 +406,9 @@ def config_from_dict(data: Mapping[str, Any], source: str = "preset") -> Registr
         if stage.initial_field == "previous" and (previous is None or previous.model not in ("svf", "network")):
             raise PresetError(f"{source}: stages[{i}] has initial_field 'previous' but does not follow a network or "
                               "svf stage")
+        if stage.initial_field == "previous" and previous.cascade > 1:
+            raise PresetError(f"{source}: stages[{i}] has initial_field 'previous' but stages[{i - 1}] is a cascade "
+                              f"of {previous.cascade} network runs, whose map is no single velocity field")
         previous = stage
     return config
 

@@ -34,7 +34,7 @@ from .pyramid import Pyramid, check_thickness, crop_to_foreground, normalize_int
 from .stages.common import ProgressEvent, Reporter
 from .stages.registry import StageContext, stage_kind
 from .transforms.bspline import BSplineField
-from .transforms.dense import DenseField, VelocityField
+from .transforms.dense import DenseField
 from .transforms.linear import LinearTransform, sitk_linear_to_affine
 
 __all__ = ["register", "RegistrationResult", "ProgressEvent", "resolve_device"]
@@ -227,7 +227,7 @@ def register(
             parts.append(deformable.to_sitk())
         else:
             parts.append(deformable.to_sitk(fixed_grid))
-            if recipe.is_invertible and len(parts) == 2 and isinstance(deformable, VelocityField):
+            if recipe.is_invertible and len(parts) == 2 and deformable.invertible:
                 field_model = deformable
 
                 def inverse() -> sitk.Transform:  # exp(-v), computed when first asked for

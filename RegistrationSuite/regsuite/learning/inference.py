@@ -16,7 +16,8 @@ import SimpleITK as sitk
 import torch
 
 from ..engine.grid import Grid
-from ..engine.transforms.dense import VelocityField
+from ..engine.transforms.cascade import VelocityChain
+from ..engine.transforms.dense import VelocityField, resample_field
 from .canonical import canonical_grid, on_grid, prepare_intensity
 from .field import NetworkField
 from .models import LoadedModel
@@ -89,3 +90,21 @@ def predict(model: LoadedModel, pair: CanonicalPair, lam: float | None = None) -
     result = VelocityField(field.coarse, field.world_velocity(velocity), steps=field.integrator.steps)
     result.field.requires_grad_(False)  # an inference result; a following svf stage copies it
     return result
+
+
+@torch.no_grad()
+def predict_cascade(model: LoadedModel, pair: CanonicalPair, runs: int = 1,
+                    lam: float | None = None) -> VelocityField | VelocityChain:
+    """The model run ``runs`` times as a recursive cascade: each run registers the fixed image
+    to the moving image warped by the map so far, and the maps compose
+    (:class:`~regsuite.engine.transforms.cascade.VelocityChain`); one run is :func:`predict`."""
+    first = predict(model, pair, lam)
+    if runs <= 1:
+        return first
+    field = NetworkField(pair.grid, model.network.velocity_level, first.steps)
+    chain = VelocityChain(first.grid, [first.field], first.steps)
+    for _ in range(runs - 1):
+        warped = field.warp(pair.moving, resample_field(chain.displacement(), chain.grid, pair.grid))
+        step = predict(model, CanonicalPair(pair.grid, pair.fixed, warped), lam)
+        chain = VelocityChain(first.grid, chain.velocities + [step.field], first.steps)
+    return chain

@@ -22,7 +22,7 @@ from ..engine.config import RegistrationConfig, check_lambda
 from ..engine.grid import Grid
 from ..engine.transforms.dense import resample_field
 from ..errors import InputError
-from .inference import CanonicalPair, predict
+from .inference import CanonicalPair, predict_cascade
 from .models import LoadedModel, load_model
 
 
@@ -31,15 +31,16 @@ class LambdaSession:
 
     ``affine`` is the linear part found before the network (fixed world -> moving world);
     :meth:`transform` returns ``affine o (id + exp(v_lambda))`` with the field on ``fixed``'s
-    whole grid, as the engine exports it.
+    whole grid, as the engine exports it; ``cascade`` runs the network that many times, as the
+    preset's network stage did.
     """
 
     def __init__(self, model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, affine: sitk.Transform,
                  fixed_mask: sitk.Image | None = None, moving_mask: sitk.Image | None = None,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", cascade: int = 1) -> None:
         if not model.is_hyper:
             raise InputError(f"model '{model.name}' is not a HyperMorph model; its result has no lambda to change")
-        self.model, self.affine = model, affine
+        self.model, self.affine, self.cascade = model, affine, int(cascade)
         self.fixed_grid = Grid.from_sitk(fixed)
         self.pair = CanonicalPair.build(model, fixed, moving, affine, fixed_mask, moving_mask, device)
         self._lock = threading.Lock()
@@ -58,14 +59,14 @@ class LambdaSession:
         if len(result.parts) != 2:
             raise InputError("a result with an initial non-linear transform cannot change its lambda")
         model = load_model(stage.network, device)
-        return cls(model, fixed, moving, result.parts[0], fixed_mask, moving_mask, device)
+        return cls(model, fixed, moving, result.parts[0], fixed_mask, moving_mask, device, stage.cascade)
 
     def displacement_array(self, lam: float) -> "np.ndarray":
         """``exp(v_lambda)`` on the fixed image's whole grid as a float32 ``(z, y, x, 3)`` array
         of world (LPS) mm vectors, without building an ITK image (zero outside the model's grid)."""
         value = check_lambda(lam, "lambda")
         with self._lock:
-            velocity = predict(self.model, self.pair, value)
+            velocity = predict_cascade(self.model, self.pair, self.cascade, value)
             with torch.no_grad():
                 values = resample_field(velocity.displacement(), velocity.grid, self.fixed_grid, padding="zeros")
             return values[0].permute(1, 2, 3, 0).contiguous().cpu().numpy()
@@ -74,7 +75,7 @@ class LambdaSession:
         """``exp(v_lambda)`` as a displacement field transform on the fixed image's whole grid."""
         value = check_lambda(lam, "lambda")
         with self._lock:
-            velocity = predict(self.model, self.pair, value)
+            velocity = predict_cascade(self.model, self.pair, self.cascade, value)
             return velocity.to_sitk(self.fixed_grid)
 
     def transform(self, lam: float) -> sitk.CompositeTransform:

@@ -5,7 +5,9 @@ found by earlier stages), the network's velocity becomes the engine's
 :class:`~regsuite.engine.transforms.dense.VelocityField` on the model's velocity grid, and the
 result composes and exports like an svf stage's: ``x -> A (x + exp(v)(x)) + b``, inverse
 ``exp(-v)``. A following svf stage with ``"initial_field": "previous"`` starts from it
-(instance optimization).
+(instance optimization). ``"cascade": k`` runs the network k times, each run registering the
+fixed image to the moving image warped so far; the maps compose into a
+:class:`~regsuite.engine.transforms.cascade.VelocityChain` (inverse: the inverse steps in reverse).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class NetworkKind(StageKind):
 
     def run(self, context: StageContext) -> StageOutcome:
         from ...learning.field import NetworkField
-        from ...learning.inference import CanonicalPair, predict
+        from ...learning.inference import CanonicalPair, predict_cascade
         from ...learning.models import load_model
 
         stage, started = context.stage, time.perf_counter()
@@ -35,7 +37,7 @@ class NetworkKind(StageKind):
                                    context.fixed_mask, context.moving_mask, context.device)
         for message in pair.unusual(model):
             context.warn(message)
-        velocity = predict(model, pair, stage.hyper_lambda)
+        velocity = predict_cascade(model, pair, stage.cascade, stage.hyper_lambda)
         # the stage's similarity before and after, on the canonical grid
         metric = make_metric(stage.metric, **stage.metric_options)
         field = NetworkField(pair.grid, model.network.velocity_level, velocity.steps)
@@ -47,4 +49,6 @@ class NetworkKind(StageKind):
         extra = {"network": model.name}
         if stage.hyper_lambda is not None:
             extra["lambda"] = stage.hyper_lambda
+        if stage.cascade > 1:
+            extra["cascade"] = stage.cascade
         return StageOutcome(context.linear, velocity, self.summary(stage, before, after, started, **extra))

@@ -69,6 +69,9 @@ def resample_field(field: torch.Tensor, source: Grid, target: Grid, padding: str
 class DenseField(nn.Module):
     """Displacement field (world mm) on ``grid``."""
 
+    #: whether :meth:`inverse_displacement` is exact (a diffeomorphic model)
+    invertible = False
+
     def __init__(self, grid: Grid, field: torch.Tensor | None = None) -> None:
         super().__init__()
         self.grid = grid
@@ -113,6 +116,8 @@ class DenseField(nn.Module):
 
 class VelocityField(DenseField):
     """Stationary velocity field; the map ``exp(v)`` is a diffeomorphism with inverse ``exp(-v)``."""
+
+    invertible = True
 
     def __init__(self, grid: Grid, field: torch.Tensor | None = None, steps: int = 7) -> None:
         super().__init__(grid, field)
