@@ -122,6 +122,11 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, data_root
     ({"architecture": "transmorph"}, "unknown architecture"),
     ({"learning_rate": -1}, "learning_rate"),
     ({"nonsense": 1}, "unknown key"),
+    ({"synthesis": {"contrast": 1}}, "unknown option 'contrast'"),
+    ({"synthesis": {"noise": -0.1}}, "noise must be a non-negative number"),
+    ({"synthesis": {"background_zero": 2}}, "background_zero is a probability"),
+    ({"synthesis": [1]}, "synthesis must be a JSON object"),
+    ({"similarity_weight": -1}, "similarity_weight"),
 ])
 def test_bad_training_configs_are_one_line_errors(tmp_path: Path, data_root: Path, capsys, change, needle):
     config = json.loads(_config(tmp_path, data_root).read_text())

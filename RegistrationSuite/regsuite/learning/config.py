@@ -35,6 +35,12 @@ class TrainingConfig:
     metric_options: dict[str, Any] = field(default_factory=lambda: {"radius": 2})
     regularization: float = 0.1
     dice: float = 1.0
+    #: weight of the similarity measure; 0 (a synthesized-image model) leaves the loss to the
+    #: label maps (Dice term), the regularizer and the teacher
+    similarity_weight: float = 1.0
+    #: train on images synthesized from the label maps (options: ``learning/synthesis.py``);
+    #: None: on the subjects' own images
+    synthesis: dict[str, float] | None = None
     #: HyperMorph: the loss is (1 - lambda) (similarity + dice term) + lambda * hyper_scale * diffusion,
     #: lambda drawn as u ** lambda_power for u uniform in [0, 1] (more draws at small lambda)
     hyper_scale: float = 1.0
@@ -78,7 +84,8 @@ class TrainingConfig:
         if config.architecture not in ARCHITECTURES:
             raise InputError(f"{source}: unknown architecture '{config.architecture}'; expected one of "
                              f"{', '.join(ARCHITECTURES)}")
-        for key, minimum in (("grid_spacing", 0.0), ("regularization", None), ("dice", None), ("hyper_scale", None),
+        for key, minimum in (("grid_spacing", 0.0), ("regularization", None), ("dice", None),
+                             ("similarity_weight", None), ("hyper_scale", None),
                              ("learning_rate", 0.0), ("lambda_power", 0.0),
                              ("teacher_weight", None)):
             value = getattr(config, key)
@@ -90,6 +97,16 @@ class TrainingConfig:
             value = getattr(config, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
                 raise InputError(f"{source}: {key} must be a positive integer, got {value!r}")
+        if config.synthesis is not None:
+            from .synthesis import synthesis_options
+            if not isinstance(config.synthesis, Mapping):
+                raise InputError(f"{source}: synthesis must be a JSON object of options")
+            try:
+                config.synthesis = synthesis_options(config.synthesis, f"{source}: synthesis")
+            except ValueError as error:
+                raise InputError(str(error)) from None
+            if config.data.get("labels") is False:
+                raise InputError(f"{source}: synthesis needs label maps (data.labels)")
         subjects = config.data.get("subjects")
         if not isinstance(subjects, list) or len(subjects) < 2:
             raise InputError(f"{source}: data.subjects must list at least 2 training subjects")

@@ -22,6 +22,7 @@ import torch
 from ..errors import InputError
 from ..engine.grid import Grid
 from .canonical import canonical_grid, foreground_center, on_grid, prepare_intensity
+from .synthesis import synthesize
 
 
 @dataclass
@@ -33,6 +34,12 @@ class Subject:
     prepared: sitk.Image
     labels: sitk.Image | None
     center: np.ndarray
+
+    @property
+    def brain(self) -> sitk.Image:
+        """The voxels above the image's minimum (the brain of a skull-stripped image), as 0/1."""
+        minimum = float(sitk.GetArrayViewFromImage(self.image).min())
+        return sitk.Cast(self.image > minimum, sitk.sitkUInt8)
 
 
 def subject_files(data: dict[str, Any], subject: int, root: Path) -> tuple[Path, Path | None]:
@@ -118,8 +125,13 @@ class PairSampler:
 
     def __init__(self, subjects: dict[int, Subject], affine: Callable[[int, int], sitk.Transform],
                  size: tuple[int, int, int], spacing: float, augmentation: dict[str, float],
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, synthesis: dict[str, float] | None = None,
+                 classes: "LabelClasses | None" = None) -> None:
         self.subjects, self.affine = subjects, affine
+        # images synthesized from the label maps instead of the subjects' own (learning/synthesis.py)
+        self.synthesis, self.classes = synthesis, classes
+        if synthesis is not None and classes is None:
+            raise ValueError("synthesized images need the label classes")
         self.size, self.spacing, self.augmentation, self.rng = size, spacing, augmentation, rng
         keys = sorted(subjects)
         self.pairs = [(i, j) for i in keys for j in keys if i != j]
@@ -145,18 +157,30 @@ class PairSampler:
             image = image + noise * torch.randn(image.shape, generator=generator)
         return image
 
+    def synthesis_classes(self, labels: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
+        """The classes images are synthesized from: the label classes, plus one more class for
+        the brain's unlabelled voxels (the OASIS maps leave the cerebral white matter at 0)."""
+        classes = self.classes.classes(labels)
+        return torch.where((classes == 0) & (brain > 0), len(self.classes) + 1, classes)
+
     def sample(self, pair: tuple[int, int] | None = None, augment: bool = True,
                device: torch.device | str = "cpu") -> dict[str, Any]:
         i, j = pair if pair is not None else self.pairs[int(self.rng.integers(len(self.pairs)))]
         fixed, moving = self.subjects[i], self.subjects[j]
         grid = self.grid(fixed, augment)
         transform = self.affine(i, j)
-        f = on_grid(fixed.prepared, grid)
-        m = on_grid(moving.prepared, grid, transform)
+        labels = {}
+        if fixed.labels is not None and moving.labels is not None:
+            labels["fixed_labels"] = on_grid(fixed.labels, grid, labels=True)
+            labels["moving_labels"] = on_grid(moving.labels, grid, transform, labels=True)
+        if augment and self.synthesis is not None:
+            generator = torch.Generator().manual_seed(int(self.rng.integers(2 ** 31)))
+            f, m = (synthesize(self.synthesis_classes(labels[key], on_grid(subject.brain, grid, t, labels=True)),
+                               len(self.classes) + 2, generator, self.synthesis)
+                    for key, subject, t in (("fixed_labels", fixed, None), ("moving_labels", moving, transform)))
+        else:
+            f = on_grid(fixed.prepared, grid)
+            m = on_grid(moving.prepared, grid, transform)
         if augment:
             f, m = self.intensity(f), self.intensity(m)
-        sample = {"pair": (i, j), "grid": grid, "fixed": f.to(device), "moving": m.to(device)}
-        if fixed.labels is not None and moving.labels is not None:
-            sample["fixed_labels"] = on_grid(fixed.labels, grid, labels=True)
-            sample["moving_labels"] = on_grid(moving.labels, grid, transform, labels=True)
-        return sample
+        return {"pair": (i, j), "grid": grid, "fixed": f.to(device), "moving": m.to(device), **labels}

@@ -55,7 +55,7 @@ def soft_dice_loss(fixed: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
 def pair_loss(velocity: torch.Tensor, field: NetworkField, fixed: torch.Tensor, moving: torch.Tensor,
               metric: torch.nn.Module, regularization: float, dice_weight: float = 0.0,
               soft_labels: tuple[torch.Tensor, torch.Tensor] | None = None, lam: float | None = None,
-              hyper_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+              hyper_scale: float = 1.0, similarity_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of one pair and its terms.
 
     ``velocity`` is the network's output on ``field``'s velocity grid; the moving image is warped
@@ -64,15 +64,18 @@ def pair_loss(velocity: torch.Tensor, field: NetworkField, fixed: torch.Tensor, 
     fractions on the velocity grid, :meth:`LabelClasses.coarse_one_hot`) add ``dice_weight``
     times a soft Dice loss. With ``lam`` (HyperMorph) the total is
     ``(1 - lam) (similarity + dice term) + lam * hyper_scale * diffusion``, else
-    ``similarity + dice term + regularization * diffusion``.
+    ``similarity + dice term + regularization * diffusion``; the similarity is weighed by
+    ``similarity_weight`` (0: not computed, the images only feed the network).
     """
     coarse_u = field.coarse_displacement(velocity)
-    u = coarse_u if field.coarse is field.grid else resample_field(coarse_u, field.coarse, field.grid)
-    warped = field.warp(moving, u)
-    similarity = metric(fixed, warped, None, field.grid.spacing)
     smooth = diffusion(field.world_velocity(velocity), field.coarse.spacing, field.coarse.direction)
-    terms = {"similarity": float(similarity.detach()), "diffusion": float(smooth.detach())}
-    data_term = similarity
+    terms = {"diffusion": float(smooth.detach())}
+    data_term = torch.zeros((), device=velocity.device)
+    if similarity_weight > 0:
+        u = coarse_u if field.coarse is field.grid else resample_field(coarse_u, field.coarse, field.grid)
+        similarity = metric(fixed, field.warp(moving, u), None, field.grid.spacing)
+        terms["similarity"] = float(similarity.detach())
+        data_term = similarity_weight * similarity
     if dice_weight > 0 and soft_labels is not None:
         warped_soft = field.warp(soft_labels[1], coarse_u, field.coarse)
         dice = soft_dice_loss(soft_labels[0], warped_soft)
@@ -143,7 +146,7 @@ class Trainer:
         self.labels = LabelClasses(values)
         train = {key: self.subjects[key] for key in data["subjects"]}
         self.sampler = PairSampler(train, self.affine, tuple(self.config.grid_size), spacing,
-                                   self.config.augmentation, self.rng)
+                                   self.config.augmentation, self.rng, self.config.synthesis, self.labels)
         self.validator = PairSampler(self.subjects, self.affine, tuple(self.config.grid_size), spacing, {}, self.rng)
 
     def affine(self, i: int, j: int) -> sitk.Transform:
@@ -208,7 +211,7 @@ class Trainer:
             soft = (self.labels.coarse_one_hot(sample["fixed_labels"]).to(fixed.device),
                     self.labels.coarse_one_hot(sample["moving_labels"]).to(fixed.device))
         total, terms = pair_loss(velocity, field, fixed, moving, self.metric, self.config.regularization,
-                                 self.config.dice, soft, lam, self.config.hyper_scale)
+                                 self.config.dice, soft, lam, self.config.hyper_scale, self.config.similarity_weight)
         if self.config.teacher_weight > 0 and self.config.teacher is not None:
             grid, target = self.teacher(*sample["pair"])
             target = resample_field(target.to(fixed.device), grid, field.coarse, padding="zeros")
@@ -320,6 +323,7 @@ class Trainer:
             for lam in LAMBDA_SWEEP:
                 sweep[str(lam)] = self.validate(lam)
         validation = self.validate()
+        synthesized = self.config.synthesis is not None
         histograms = [intensity_histogram(self.validator.sample((i, j), augment=False)["fixed"])
                       for i, j in self.sampler.pairs[:: max(1, len(self.sampler.pairs) // len(self.sampler.subjects))]]
         reference = np.mean(histograms, axis=0)
@@ -334,12 +338,10 @@ class Trainer:
                      "velocity_level": self.network.velocity_level},
             "integration_steps": self.config.integration_steps,
             "normalization": {**NORMALIZATION, "smoothing": "Gaussian, sigma 0.5 sqrt(spacing^2 - s^2) mm"},
-            "input": "skull-stripped T1-weighted brain MRI",
+            "input": ("skull-stripped brain MRI of any contrast (trained on images synthesized from label maps)"
+                      if synthesized else "skull-stripped T1-weighted brain MRI"),
             "channels": ["fixed", "moving after the affine"],
             "labels": self.labels.values if self.labels else [],
-            "intensity_histogram": [round(float(v), 6) for v in reference],
-            # an input further than this from the training histogram gets a warning
-            "histogram_limit": round(max(3.0 * spread, 0.05), 4),
             "training": {"subjects": self.config.data["subjects"], "root": str(self.config.data.get("root", "")),
                          "iterations": self.step, "command": command, "config": self.config.to_dict(),
                          "hardware": hardware or f"{platform.machine()} {platform.processor() or ''}".strip()
@@ -347,6 +349,10 @@ class Trainer:
             "validation": {"pairs": self.config.data.get("validation_pairs", []),
                            "grid": "2 mm canonical grid, labels warped by nearest neighbour", **validation},
             "licence": self.config.licence,
+            **({"synthesis": dict(self.config.synthesis)} if synthesized else {
+                "intensity_histogram": [round(float(v), 6) for v in reference],
+                # an input further than this from the training histogram gets a warning
+                "histogram_limit": round(max(3.0 * spread, 0.05), 4)}),
             "weights": {"file": "weights.pt", "sha256": file_sha256(weights), "bytes": weights.stat().st_size},
         }
         if sweep:

@@ -1,0 +1,101 @@
+"""Images synthesized from label maps (the contrast-agnostic model's training data): known
+structure of a draw, independence of two draws, and a training run on synthesized images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from regsuite.cli.main import main
+from regsuite.learning.models import load_model
+from regsuite.learning.synthesis import SYNTHESIS_DEFAULTS, synthesis_options, synthesize
+
+from test_learning_training import _config, _subject
+
+PLAIN = {"background_zero": 1.0, "spread": 0.0, "blur_voxels": 0.0, "bias": 0.0, "gamma": 0.0, "noise": 0.0}
+
+
+def _classes() -> torch.Tensor:
+    z, y, x = torch.meshgrid(*[torch.arange(24)] * 3, indexing="ij")
+    classes = torch.zeros(1, 1, 24, 24, 24, dtype=torch.long)
+    classes[0, 0][(z - 12) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 < 100] = 1
+    classes[0, 0][(z - 12) ** 2 + (y - 12) ** 2 + (x - 9) ** 2 < 16] = 2
+    classes[0, 0][(z - 12) ** 2 + (y - 12) ** 2 + (x - 16) ** 2 < 9] = 3
+    return classes
+
+
+def test_without_blur_bias_or_noise_every_label_is_one_grey_value_and_the_background_zero():
+    classes = _classes()
+    image = synthesize(classes, 4, torch.Generator().manual_seed(3), PLAIN)
+    for label in range(4):
+        values = image[classes == label]
+        assert float(values.max() - values.min()) < 1e-6, label
+    assert float(image[classes == 0].max()) == 0.0
+    # normalised like a real input: the foreground spans [0, 1]
+    foreground = image[classes > 0]
+    assert float(foreground.min()) == 0.0 and float(foreground.max()) == 1.0
+
+
+def test_two_draws_are_two_contrasts_and_a_seed_repeats_its_draw():
+    classes = _classes()
+    means = []
+    for seed in range(6):
+        image = synthesize(classes, 4, torch.Generator().manual_seed(seed), PLAIN)
+        means.append([float(image[classes == label].mean()) for label in (1, 2, 3)])
+    orders = {tuple(np.argsort(m)) for m in means}
+    assert len(orders) >= 3  # the labels' brightness order changes from draw to draw
+    again = synthesize(classes, 4, torch.Generator().manual_seed(0), PLAIN)
+    assert torch.equal(again, synthesize(classes, 4, torch.Generator().manual_seed(0), PLAIN))
+
+
+def test_the_default_draw_blurs_biases_and_adds_noise_within_range():
+    classes = _classes()
+    image = synthesize(classes, 4, torch.Generator().manual_seed(1))
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    inside = image[classes == 1]
+    assert float(inside.std()) > 0.0  # no longer one grey value per label
+    assert synthesis_options({"noise": 0.1})["noise"] == 0.1
+    assert synthesis_options(None) == SYNTHESIS_DEFAULTS
+    with pytest.raises(ValueError, match="unknown option 'x'"):
+        synthesis_options({"x": 1})
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("subjects")
+    for subject in range(1, 6):
+        _subject(root / f"S{subject}", subject)
+    return root
+
+
+def test_training_on_synthesized_images_never_feeds_the_subjects_images(tmp_path: Path, data_root: Path):
+    """The sampler's images come from the label maps (every label one class, plus the brain's
+    unlabelled voxels), not from the subjects' own intensities; the card says any contrast."""
+    from regsuite.learning.config import TrainingConfig
+    from regsuite.learning.training import Trainer
+
+    path = _config(tmp_path, data_root, synthesis={"spread": 0.0, "blur_voxels": 0.0, "bias": 0.0, "noise": 0.0,
+                                                   "gamma": 0.0, "background_zero": 1.0},
+                   similarity_weight=0.0, iterations=3,
+                   augmentation={"rotation_degrees": 5.0, "scale": 0.05, "translation_mm": 2.0, "gamma": 0.0, "noise": 0.0})
+    config = TrainingConfig.from_file(path)
+    trainer = Trainer(config, tmp_path / "direct", torch.device("cpu"), data_root, log=lambda line: None, threads=1)
+    trainer.load_data()
+    sample = trainer.sampler.sample()
+    classes = trainer.labels.classes(sample["fixed_labels"])
+    image = sample["fixed"]
+    # one grey value per labelled class: the subject's own noisy intensities are not there
+    assert len(torch.unique(classes)) == 4
+    for value in torch.unique(classes)[1:]:
+        values = image[classes == value]
+        assert float(values.max() - values.min()) < 1e-6
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(path), "--output-dir", str(out), "--threads", "1"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert "any contrast" in card["input"] and "intensity_histogram" not in card
+    assert card["synthesis"]["background_zero"] == 1.0
+    assert load_model(str(out)).card["name"] == "tiny"
