@@ -161,7 +161,7 @@ def test_hypermorph_lambda_changes_the_field_and_is_checked():
     ([{"model": "affine"}, {"model": "svf", "initial_field": "previous"}], "does not follow a network or svf"),
     ([{"model": "network", "network": VOXELMORPH}, {"model": "svf"}], "follows a deformable stage"),
     ([{"model": "bspline", "initial_field": "previous"}], "for 'svf' stages only"),
-    ([{"model": "affine", "network": VOXELMORPH}], "for network stages only"),
+    ([{"model": "affine", "network": VOXELMORPH}], "for network and affine-network stages only"),
 ])
 def test_network_presets_are_validated(stages, message):
     with pytest.raises(PresetError, match=message):

@@ -25,6 +25,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.iterations is not None and args.iterations < 1:
         raise InputError(f"--iterations must be a positive integer, got {args.iterations}")
     device = resolve_device(args.device)
+    if config.architecture == "affine":
+        from ..learning.affine_training import AffineTrainer as Trainer  # noqa: N806
     trainer = Trainer(config, args.output_dir, device, args.data_root, log=lambda line: print(line, file=sys.stderr),
                       threads=usable_threads(args.threads))
     trainer.run(args.iterations, args.resume)

@@ -30,10 +30,12 @@ LINEAR_MODELS = ("rigid", "affine", "affine-matrix")
 DEFORMABLE_MODELS = ("bspline", "displacement", "svf")
 #: learned stages: a network from ``regsuite/models`` predicts a stationary velocity field
 NETWORK_MODELS = ("network",)
+#: a learned affine: a network from ``regsuite/models`` refines the linear transform so far
+AFFINE_NETWORK_MODELS = ("affine-network",)
 MODEL_DIR = PRESET_DIR.parent / "models"
 #: models whose result has an inverse (``RegistrationResult.inverse``): linear maps, and a
 #: stationary velocity field ``exp(v)`` (inverse ``exp(-v)``); a B-spline or displacement field has none
-INVERTIBLE_MODELS = LINEAR_MODELS + ("svf", "network")
+INVERTIBLE_MODELS = LINEAR_MODELS + AFFINE_NETWORK_MODELS + ("svf", "network")
 MODEL_ALIASES = {"dense": "displacement", "diffeomorphic": "svf", "ffd": "bspline", "matrix": "affine-matrix"}
 OPTIMIZERS = ("adam", "lbfgs", "gaussian", "one-plus-one", "cma-es")
 INITIALIZATIONS = ("none", "geometry", "moments", "principal-axes")
@@ -103,10 +105,12 @@ class StageConfig:
 
     @property
     def is_linear(self) -> bool:
-        return self.model in LINEAR_MODELS
+        """True when the stage's result is a linear transform (rigid/affine, or a learned affine)."""
+        return self.model in LINEAR_MODELS or self.model in AFFINE_NETWORK_MODELS
 
     @property
     def is_network(self) -> bool:
+        """True for a learned deformable stage (a network predicting a velocity field)."""
         return self.model in NETWORK_MODELS
 
     def metric_options_at(self, index: int) -> dict[str, Any]:
@@ -278,6 +282,10 @@ def _network_stage(stage: StageConfig, where: str) -> None:
     if card is None:
         raise PresetError(f"{where}: unknown learned model '{_short(stage.network)}'; shipped models: "
                           f"{', '.join(list_models()) or 'none'}")
+    affine = card.get("architecture") == "affine"
+    if affine != (stage.model in AFFINE_NETWORK_MODELS):
+        raise PresetError(f"{where}: '{stage.network}' is {'an affine' if affine else 'a deformable'} model; "
+                          f"use it in {'an affine-network' if affine else 'a network'} stage")
     hyper = card.get("architecture") == "hypermorph"
     if stage.hyper_lambda is not None:
         if not hyper:
@@ -292,7 +300,7 @@ def _stage(data: Any, where: str) -> StageConfig:
     if isinstance(data, Mapping) and "lambda" in data:
         data = {**{k: v for k, v in data.items() if k != "lambda"}, "hyper_lambda": data["lambda"]}
     _build(StageConfig, data, where)
-    models = LINEAR_MODELS + DEFORMABLE_MODELS + NETWORK_MODELS
+    models = LINEAR_MODELS + AFFINE_NETWORK_MODELS + DEFORMABLE_MODELS + NETWORK_MODELS
     if "model" not in data:
         raise PresetError(f"{where} has no 'model'; expected one of {', '.join(models)}")
     values = dict(data)
@@ -338,12 +346,14 @@ def _stage(data: Any, where: str) -> StageConfig:
     if stage.initial_field == "previous" and stage.model != "svf":
         raise PresetError(f"{where}: initial_field 'previous' is for 'svf' stages only")
     stage.cascade = _number(stage.cascade, f"{where}.cascade", 1, integer=True, maximum=MAX_CASCADE)
-    if stage.is_network:
+    if stage.is_network or stage.model in AFFINE_NETWORK_MODELS:
         _network_stage(stage, where)
         # one forward pass: one level of one iteration (what the progress reports)
         stage.levels = [LevelConfig(shrink=1.0, smoothing=0.0, iterations=1)]
-    elif stage.network is not None or stage.hyper_lambda is not None or stage.cascade != 1:
-        raise PresetError(f"{where}: 'network', 'lambda' and 'cascade' are for network stages only")
+    elif stage.network is not None:
+        raise PresetError(f"{where}: 'network' is for network and affine-network stages only")
+    if not stage.is_network and (stage.hyper_lambda is not None or stage.cascade != 1):
+        raise PresetError(f"{where}: 'lambda' and 'cascade' are for network stages only")
     return stage
 
 

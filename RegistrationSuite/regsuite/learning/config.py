@@ -61,6 +61,9 @@ class TrainingConfig:
     #: ``teacher_weight``; 0 turns it off
     teacher: Any = None
     teacher_weight: float = 0.0
+    #: affine networks: weights of VTN's orthogonality and determinant losses on the matrix
+    orthogonality: float = 0.0
+    determinant: float = 0.0
     licence: str = ""
 
     @classmethod
@@ -87,7 +90,7 @@ class TrainingConfig:
         for key, minimum in (("grid_spacing", 0.0), ("regularization", None), ("dice", None),
                              ("similarity_weight", None), ("hyper_scale", None),
                              ("learning_rate", 0.0), ("lambda_power", 0.0),
-                             ("teacher_weight", None)):
+                             ("teacher_weight", None), ("orthogonality", None), ("determinant", None)):
             value = getattr(config, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (minimum is not None and value <= minimum):

@@ -110,14 +110,18 @@ def card_markdown(card: dict[str, Any]) -> str:
     """The human-readable model card (``card.md``) of a ``card.json``: what a user checks before
     using the weights, and the SHA-256 the loader checks."""
     training, validation, grid = card["training"], card["validation"], card["grid"]
+    affine = card["architecture"] == "affine"
+    output = (f"{card.get('output', 'an affine map')}" if affine else
+              f"stationary velocity field integrated by {card.get('integration_steps', 7)} squarings "
+              "(diffeomorphic, inverse exp(-v))")
     lines = [
         f"# Model card: {card['name']}",
         "",
         f"- **Architecture:** {card['architecture']} ({card['parameters']:,} parameters), options "
-        f"`{json.dumps(card['network'])}`; stationary velocity field integrated by "
-        f"{card.get('integration_steps', 7)} squarings (diffeomorphic, inverse exp(-v)).",
+        f"`{json.dumps(card['network'])}`; {output}.",
         f"- **Canonical grid:** {' x '.join(str(n) for n in grid['size_xyz'])} voxels (x, y, z) of "
-        f"{grid['spacing_mm']} mm, {grid['placement']}; velocity at level {grid['velocity_level']}.",
+        f"{grid['spacing_mm']} mm, {grid['placement']}"
+        + ("." if affine else f"; velocity at level {grid['velocity_level']}."),
         f"- **Input:** {card.get('input', '')}; channels {', '.join(card.get('channels', []))}.",
         f"- **Intensity normalisation:** `{json.dumps(card['normalization'])}`.",
         f"- **Training data:** subjects {training['subjects']} of `{training['root']}` "
@@ -125,8 +129,10 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- **Command:** `{training['command']}` (config: `train.json` beside this card"
         + (f"; warm start from `{training['config']['initial_weights']}`" if training.get("config", {}).get("initial_weights") else "")
         + ").",
-        f"- **Validation** (pairs {validation['pairs']}, {validation['grid']}): mean Dice "
-        f"{validation['dice']:.4f}, J <= 0 {validation['folding_percent']:.3f} %.",
+        f"- **Validation** (pairs {validation['pairs']}, {validation['grid']}): "
+        + ", ".join(([f"mean Dice {validation['dice']:.4f}"] if "dice" in validation else [])
+                    + ([f"J <= 0 {validation['folding_percent']:.3f} %"] if "folding_percent" in validation else [])
+                    + ([f"error {validation['error_mm']:.2f} mm"] if "error_mm" in validation else [])) + ".",
     ]
     if "lambda_sweep" in validation:
         sweep = ", ".join(f"{lam}: {row['dice']:.4f}" for lam, row in validation["lambda_sweep"].items())

@@ -157,7 +157,13 @@ class HyperMorphUNet(nn.Module):
         return self.unet(pair, list(torch.split(codes, self.sizes, dim=1)))
 
 
-ARCHITECTURES = {"voxelmorph": VoxelMorphUNet, "hypermorph": HyperMorphUNet}
+def _affine_net(**options: Any) -> nn.Module:
+    from .affine import AffineNet  # learning/affine.py builds on this module's blocks
+    return AffineNet(**options)
+
+
+#: architecture name -> network class (``affine``: :class:`~regsuite.learning.affine.AffineNet`)
+ARCHITECTURES = {"voxelmorph": VoxelMorphUNet, "hypermorph": HyperMorphUNet, "affine": _affine_net}
 
 
 def build_network(architecture: str, options: dict[str, Any]) -> nn.Module:

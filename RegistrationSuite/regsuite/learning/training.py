@@ -100,6 +100,16 @@ def label_dice(fixed: np.ndarray, moved: np.ndarray, values: list[int]) -> float
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def validation_text(validation: dict[str, float]) -> str:
+    """The progress line's validation part: Dice, and folding or the affine error when measured."""
+    parts = [f"dice {validation['dice']:.4f}"] if "dice" in validation else []
+    if "folding_percent" in validation:
+        parts.append(f"fold {validation['folding_percent']:.3f}%")
+    if "error_mm" in validation:
+        parts.append(f"error {validation['error_mm']:.2f} mm")
+    return " | val " + " ".join(parts) if parts else ""
+
+
 def _atomic_save(payload: Any, path: Path) -> None:
     temporary = path.with_name(path.name + ".partial")
     torch.save(payload, temporary)
@@ -210,6 +220,8 @@ class Trainer:
         if self.config.dice > 0 and "fixed_labels" in sample:
             soft = (self.labels.coarse_one_hot(sample["fixed_labels"]).to(fixed.device),
                     self.labels.coarse_one_hot(sample["moving_labels"]).to(fixed.device))
+        if "fixed_loss" in sample:  # synthesized inputs: the similarity compares a same-contrast pair
+            fixed, moving = sample["fixed_loss"], sample["moving_loss"]
         total, terms = pair_loss(velocity, field, fixed, moving, self.metric, self.config.regularization,
                                  self.config.dice, soft, lam, self.config.hyper_scale, self.config.similarity_weight)
         if self.config.teacher_weight > 0 and self.config.teacher is not None:
@@ -305,10 +317,10 @@ class Trainer:
             rate = (time.perf_counter() - started) / max(self.step - first, 1)
             if self.step % 5 == 0 or self.step == total or "validation" in record:
                 window = self.history[-25:]
-                mean = {k: np.mean([h[k] for h in window if k in h]) for k in ("loss", "similarity", "dice_loss", "teacher_mm2")
+                mean = {k: np.mean([h[k] for h in window if k in h])
+                        for k in ("loss", "similarity", "dice_loss", "teacher_mm2", "orthogonality", "determinant")
                         if any(k in h for h in window)}
-                validation = (f" | val dice {last_validation['dice']:.4f} fold {last_validation['folding_percent']:.3f}%"
-                              if last_validation else "")
+                validation = validation_text(last_validation)
                 self.log(f"step {self.step}/{total} " + " ".join(f"{k} {v:.4f}" for k, v in mean.items())
                          + validation + f" | {rate:.2f} s/step, eta {(total - self.step) * rate / 60:.0f} min")
 

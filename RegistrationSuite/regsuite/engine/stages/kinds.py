@@ -1,4 +1,5 @@
-"""The built-in stage kinds: linear (rigid/affine), deformable (B-spline, dense, svf) and network."""
+"""The built-in stage kinds: linear (rigid/affine), deformable (B-spline, dense, svf), network and
+affine-network."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..transforms.bspline import BSplineField
 from ..transforms.linear import LinearTransform
 from .deformable import DeformableLoss, run_deformable_stage
 from .linear import evaluate_linear, run_linear_stage
+from .affine_network import AffineNetworkKind
 from .network import NetworkKind
 from .registry import StageContext, StageKind, StageOutcome, register_kind
 
@@ -81,3 +83,4 @@ class DeformableKind(StageKind):
 register_kind(LinearKind())
 register_kind(DeformableKind())
 register_kind(NetworkKind())
+register_kind(AffineNetworkKind())

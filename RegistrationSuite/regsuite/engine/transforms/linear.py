@@ -52,6 +52,14 @@ def rotation_matrix_zyx(angles: torch.Tensor) -> torch.Tensor:
     return rz @ ry @ rx
 
 
+def affine_matrix(angles: torch.Tensor, log_scales: torch.Tensor, shears: torch.Tensor) -> torch.Tensor:
+    """``A = A_shear @ A_scale @ R`` of the ``affine`` parametrisation (radians, log scale
+    factors, shears ``(kxy, kxz, kyz)``); differentiable in all three."""
+    one, zero = torch.ones_like(shears[0]), torch.zeros_like(shears[0])
+    shear = torch.stack([one, shears[0], shears[1], zero, one, shears[2], zero, zero, one]).reshape(3, 3)
+    return shear @ torch.diag(torch.exp(log_scales)) @ rotation_matrix_zyx(angles)
+
+
 def angles_from_rotation(rotation: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rotation_matrix_zyx` (``beta`` in [-pi/2, pi/2])."""
     r = np.asarray(rotation, dtype=np.float64)
@@ -171,12 +179,7 @@ class LinearTransform(nn.Module):
         if self.kind == "rigid":
             return rotation_matrix_zyx(q[:3] / r), t
         if self.kind == "affine":
-            rotation = rotation_matrix_zyx(q[:3] / r)
-            scale = torch.diag(torch.exp(q[6:9] / r))
-            k = q[9:12] / r
-            one, zero = torch.ones_like(k[0]), torch.zeros_like(k[0])
-            shear = torch.stack([one, k[0], k[1], zero, one, k[2], zero, zero, one]).reshape(3, 3)
-            return shear @ scale @ rotation, t
+            return affine_matrix(q[:3] / r, q[6:9] / r, q[9:12] / r), t
         return torch.eye(3, dtype=q.dtype, device=q.device) + q[:9].reshape(3, 3) / r, t
 
     def matrix_offset(self) -> tuple[torch.Tensor, torch.Tensor]:
