@@ -22,7 +22,11 @@ import torch
 from ..errors import InputError
 from ..engine.grid import Grid
 from .canonical import canonical_grid, foreground_center, on_grid, prepare_intensity
-from .synthesis import synthesize
+from .synthesis import random_contrast, synthesize
+
+#: how the similarity loss's same-contrast pair is rendered: label grey values only (no blur, bias or noise)
+PLAIN_RENDERING = {"background_zero": 1.0, "spread": 0.0, "blur_voxels": 0.0, "bias": 0.0, "gamma": 0.0,
+                   "noise": 0.0}
 
 
 @dataclass
@@ -173,14 +177,21 @@ class PairSampler:
         if fixed.labels is not None and moving.labels is not None:
             labels["fixed_labels"] = on_grid(fixed.labels, grid, labels=True)
             labels["moving_labels"] = on_grid(moving.labels, grid, transform, labels=True)
+        loss_images = {}
         if augment and self.synthesis is not None:
             generator = torch.Generator().manual_seed(int(self.rng.integers(2 ** 31)))
-            f, m = (synthesize(self.synthesis_classes(labels[key], on_grid(subject.brain, grid, t, labels=True)),
-                               len(self.classes) + 2, generator, self.synthesis)
-                    for key, subject, t in (("fixed_labels", fixed, None), ("moving_labels", moving, transform)))
+            count = len(self.classes) + 2
+            fc, mc = (self.synthesis_classes(labels[key], on_grid(subject.brain, grid, t, labels=True))
+                      for key, subject, t in (("fixed_labels", fixed, None), ("moving_labels", moving, transform)))
+            # the network's inputs: two independent contrasts
+            f, m = (synthesize(c, count, generator, self.synthesis) for c in (fc, mc))
+            # the similarity loss's images: one shared contrast, plainly rendered
+            shared = random_contrast(count, generator, {"background_zero": 1.0, "spread": 0.0})
+            loss_images = {key: synthesize(c, count, generator, PLAIN_RENDERING, shared).to(device)
+                           for key, c in (("fixed_loss", fc), ("moving_loss", mc))}
         else:
             f = on_grid(fixed.prepared, grid)
             m = on_grid(moving.prepared, grid, transform)
         if augment:
             f, m = self.intensity(f), self.intensity(m)
-        return {"pair": (i, j), "grid": grid, "fixed": f.to(device), "moving": m.to(device), **labels}
+        return {"pair": (i, j), "grid": grid, "fixed": f.to(device), "moving": m.to(device), **labels, **loss_images}

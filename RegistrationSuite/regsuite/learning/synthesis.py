@@ -4,8 +4,11 @@ In the manner of SynthMorph (Hoffmann et al. 2022): every label of a map gets a 
 intensity and a random within-label spread, the result is blurred by a random amount, multiplied
 by a smooth random bias field, gamma-corrected, normalised as the model's real inputs are (see
 :data:`~regsuite.learning.canonical.NORMALIZATION`) and given noise. Two draws from the same map
-look like two different MRI contrasts of one brain; a network trained on such pairs with a loss
-on the label maps (never on the intensities) has to align structures, not grey values.
+look like two different MRI contrasts of one brain; a network trained on such pairs has to
+align structures, not grey values. The training loss compares a second pair drawn from the
+same label maps with one shared contrast (:func:`random_contrast`), so a similarity measure
+gives the dense gradient it gives on same-contrast images, while the network only ever sees
+pairs of independent contrasts.
 
 Options (a config's ``synthesis`` object; every value has a default):
 
@@ -59,20 +62,30 @@ def _uniform(generator: torch.Generator, high: float, size: tuple[int, ...] = ()
     return torch.rand(size, generator=generator) * high
 
 
-def synthesize(classes: torch.Tensor, count: int, generator: torch.Generator,
-               options: Mapping[str, Any] | None = None) -> torch.Tensor:
-    """A random-contrast image of a class map.
-
-    ``classes``: ``(1, 1, D, H, W)`` integers in ``[0, count)`` (0: background); returns a float
-    ``(1, 1, D, H, W)`` image in [0, 1] on the same grid, normalised like a real input (the 0.5th
-    and 99.5th percentiles of the foreground mapped to 0 and 1, clipped).
-    """
+def random_contrast(count: int, generator: torch.Generator,
+                    options: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean intensities and within-class spreads of one random contrast."""
     o = synthesis_options(options)
-    classes = classes.to("cpu")
     means = torch.rand(count, generator=generator)
     spreads = torch.rand(count, generator=generator) * o["spread"]
     if float(torch.rand((), generator=generator)) < o["background_zero"]:
         means[0], spreads[0] = 0.0, 0.0
+    return means, spreads
+
+
+def synthesize(classes: torch.Tensor, count: int, generator: torch.Generator,
+               options: Mapping[str, Any] | None = None,
+               contrast: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """A random-contrast image of a class map.
+
+    ``classes``: ``(1, 1, D, H, W)`` integers in ``[0, count)`` (0: background); returns a float
+    ``(1, 1, D, H, W)`` image in [0, 1] on the same grid, normalised like a real input (the 0.5th
+    and 99.5th percentiles of the foreground mapped to 0 and 1, clipped). ``contrast`` (from
+    :func:`random_contrast`) gives two images the same contrast; by default each draws its own.
+    """
+    o = synthesis_options(options)
+    classes = classes.to("cpu")
+    means, spreads = contrast if contrast is not None else random_contrast(count, generator, o)
     image = means[classes] + spreads[classes] * torch.randn(classes.shape, generator=generator)
     sigma = float(_uniform(generator, o["blur_voxels"]))
     if sigma > 0.2:
