@@ -150,3 +150,26 @@ def test_resume_without_checkpoint_is_refused(tmp_path: Path, data_root: Path, c
                  "--resume"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no checkpoint" in err[0]
+
+
+def test_inverse_consistent_training_registers_both_ways_and_reports_the_error(tmp_path: Path, data_root: Path):
+    """With ``inverse_consistency`` and ``folding`` the loss holds both directions, their
+    consistency and the folding penalty; the card reports the validation inverse-consistency error."""
+    from regsuite.learning.config import TrainingConfig
+    from regsuite.learning.training import Trainer
+
+    path = _config(tmp_path, data_root, inverse_consistency=0.1, folding=1.0, iterations=2)
+    trainer = Trainer(TrainingConfig.from_file(path), tmp_path / "ic", torch.device("cpu"), data_root,
+                      log=lambda line: None, threads=1)
+    trainer.run()
+    assert {"ic_mm2", "folding", "backward_loss"} <= set(trainer.history[-1])
+    # the total is the forward loss + the backward loss + the weighted consistency and folding terms
+    sample = trainer.sampler.sample()
+    both, terms = trainer.loss(sample, None)
+    trainer.config.inverse_consistency = trainer.config.folding = 0.0
+    forward, _ = trainer.loss(sample, None)
+    expected = float(forward) + terms["backward_loss"] + 0.1 * terms["ic_mm2"] + 1.0 * terms["folding"]
+    assert float(both) == pytest.approx(expected, rel=1e-5) and terms["ic_mm2"] > 0
+    card = json.loads(trainer.export("regsuite train --config c.json --output-dir runs/ic").read_text())
+    assert card["validation"]["ic_error_mm"] >= 0
+    assert "inverse-consistency error" in (tmp_path / "ic" / "card.md").read_text()

@@ -61,6 +61,10 @@ class TrainingConfig:
     #: ``teacher_weight``; 0 turns it off
     teacher: Any = None
     teacher_weight: float = 0.0
+    #: inverse-consistent training: the network also registers each pair the other way round;
+    #: weight of the mm^2 inverse-consistency loss of the two maps, and of the folding penalty
+    inverse_consistency: float = 0.0
+    folding: float = 0.0
     #: affine networks: weights of VTN's orthogonality and determinant losses on the matrix
     orthogonality: float = 0.0
     determinant: float = 0.0
@@ -90,7 +94,8 @@ class TrainingConfig:
         for key, minimum in (("grid_spacing", 0.0), ("regularization", None), ("dice", None),
                              ("similarity_weight", None), ("hyper_scale", None),
                              ("learning_rate", 0.0), ("lambda_power", 0.0),
-                             ("teacher_weight", None), ("orthogonality", None), ("determinant", None)):
+                             ("teacher_weight", None), ("orthogonality", None), ("determinant", None),
+                             ("inverse_consistency", None), ("folding", None)):
             value = getattr(config, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0 or (minimum is not None and value <= minimum):

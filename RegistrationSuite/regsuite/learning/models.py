@@ -132,7 +132,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- **Validation** (pairs {validation['pairs']}, {validation['grid']}): "
         + ", ".join(([f"mean Dice {validation['dice']:.4f}"] if "dice" in validation else [])
                     + ([f"J <= 0 {validation['folding_percent']:.3f} %"] if "folding_percent" in validation else [])
-                    + ([f"error {validation['error_mm']:.2f} mm"] if "error_mm" in validation else [])) + ".",
+                    + ([f"error {validation['error_mm']:.2f} mm"] if "error_mm" in validation else [])
+                    + ([f"inverse-consistency error {validation['ic_error_mm']:.2f} mm"]
+                       if "ic_error_mm" in validation else [])) + ".",
     ]
     if "lambda_sweep" in validation:
         sweep = ", ".join(f"{lam}: {row['dice']:.4f}" for lam, row in validation["lambda_sweep"].items())

@@ -25,11 +25,12 @@ import torch
 
 from ..errors import InputError
 from ..engine.metrics import make_metric
-from ..engine.regularizers import diffusion, jacobian_determinant
+from ..engine.regularizers import diffusion, folding_penalty, jacobian_determinant
 from ..engine.transforms.dense import resample_field
 from ..engine.grid import Grid
 from .canonical import NORMALIZATION
 from .config import TrainingConfig
+from .consistency import inverse_consistency_error, inverse_consistency_loss
 from .data import LabelClasses, PairSampler, check_data, load_subject
 from .field import NetworkField
 from .inference import histogram_distance, intensity_histogram
@@ -107,6 +108,8 @@ def validation_text(validation: dict[str, float]) -> str:
         parts.append(f"fold {validation['folding_percent']:.3f}%")
     if "error_mm" in validation:
         parts.append(f"error {validation['error_mm']:.2f} mm")
+    if "ic_error_mm" in validation:
+        parts.append(f"ic {validation['ic_error_mm']:.2f} mm")
     return " | val " + " ".join(parts) if parts else ""
 
 
@@ -224,6 +227,8 @@ class Trainer:
             fixed, moving = sample["fixed_loss"], sample["moving_loss"]
         total, terms = pair_loss(velocity, field, fixed, moving, self.metric, self.config.regularization,
                                  self.config.dice, soft, lam, self.config.hyper_scale, self.config.similarity_weight)
+        if self.config.inverse_consistency > 0 or self.config.folding > 0:
+            total = total + self._both_directions(sample, velocity, field, soft, fixed, moving, lam, terms)
         if self.config.teacher_weight > 0 and self.config.teacher is not None:
             grid, target = self.teacher(*sample["pair"])
             target = resample_field(target.to(fixed.device), grid, field.coarse, padding="zeros")
@@ -234,11 +239,37 @@ class Trainer:
             terms["loss"] = float(total.detach())
         return total, terms
 
+    def _both_directions(self, sample: dict[str, Any], velocity: torch.Tensor, field: NetworkField,
+                         soft: tuple[torch.Tensor, torch.Tensor] | None, fixed: torch.Tensor, moving: torch.Tensor,
+                         lam: float | None, terms: dict[str, float]) -> torch.Tensor:
+        """Inverse-consistent training (in the manner of ICNet): the network also registers the
+        pair the other way round (the same loss, roles swapped), the two maps' compositions are
+        pulled to the identity (``inverse_consistency`` x mm^2) and negative Jacobians of both
+        are penalised (``folding`` x the engine's folding penalty)."""
+        backward = self.forward(torch.cat([sample["moving"], sample["fixed"]], dim=1), lam)
+        swapped = (soft[1], soft[0]) if soft is not None else None
+        extra, back_terms = pair_loss(backward, field, moving, fixed, self.metric, self.config.regularization,
+                                      self.config.dice, swapped, lam, self.config.hyper_scale,
+                                      self.config.similarity_weight)
+        forward_u, backward_u = field.coarse_displacement(velocity), field.coarse_displacement(backward)
+        coarse = field.coarse
+        if self.config.inverse_consistency > 0:
+            consistency = inverse_consistency_loss(forward_u, backward_u, coarse)
+            extra = extra + self.config.inverse_consistency * consistency
+            terms["ic_mm2"] = float(consistency.detach())
+        if self.config.folding > 0:
+            folds = sum(folding_penalty(u, coarse.spacing, coarse.direction) for u in (forward_u, backward_u))
+            extra = extra + self.config.folding * folds
+            terms["folding"] = float(folds.detach())
+        terms["backward_loss"] = back_terms["loss"]
+        terms["loss"] = terms["loss"] + float(extra.detach())
+        return extra
+
     @torch.no_grad()
     def validate(self, lam: float | None = None) -> dict[str, float]:
         """Mean label Dice and % of J <= 0 on the validation pairs (2 mm canonical grid)."""
         self.network.eval()
-        dices, folds = [], []
+        dices, folds, consistency = [], [], []
         for pair in self.config.data.get("validation_pairs", []):
             sample = self.validator.sample(tuple(pair), augment=False, device=self.device)
             field = NetworkField(sample["grid"], self.network.velocity_level, self.config.integration_steps)
@@ -249,9 +280,13 @@ class Trainer:
                                     self.labels.values))
             det = jacobian_determinant(u, field.grid.spacing, field.grid.direction)
             folds.append(float((det <= 0).float().mean()) * 100.0)
+            # the network's own other direction: how far the two maps are from being inverse
+            backward = field.displacement(self.forward(torch.cat([sample["moving"], sample["fixed"]], dim=1), lam))
+            consistency.append(inverse_consistency_error(u, backward, field.grid, sample["fixed"] > 0.05))
         self.network.train()
         return {"dice": float(np.mean(dices)) if dices else float("nan"),
-                "folding_percent": float(np.mean(folds)) if folds else float("nan")}
+                "folding_percent": float(np.mean(folds)) if folds else float("nan"),
+                "ic_error_mm": float(np.mean(consistency)) if consistency else float("nan")}
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
@@ -318,7 +353,8 @@ class Trainer:
             if self.step % 5 == 0 or self.step == total or "validation" in record:
                 window = self.history[-25:]
                 mean = {k: np.mean([h[k] for h in window if k in h])
-                        for k in ("loss", "similarity", "dice_loss", "teacher_mm2", "orthogonality", "determinant")
+                        for k in ("loss", "similarity", "dice_loss", "teacher_mm2", "ic_mm2", "folding", "orthogonality",
+                                  "determinant")
                         if any(k in h for h in window)}
                 validation = validation_text(last_validation)
                 self.log(f"step {self.step}/{total} " + " ".join(f"{k} {v:.4f}" for k, v in mean.items())
