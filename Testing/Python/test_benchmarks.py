@@ -413,3 +413,29 @@ def test_hypermorph_sweep_tables_and_plot_from_records(tmp_path):
     assert "| 1 | 0.6000 / 0.200 / 0.000 | 0.6200 / 0.200 / 0.000 |" in text
     assert "10-8 failed: RuntimeError: boom" in text
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_learned_affine_misalignments_and_moved_images_are_what_they_say():
+    """The robustness benchmark's misalignments stay within their bounds, and a moved image
+    satisfies moved(y) = moving(Q(y)) on its enlarged grid (so Q^-1 o result is the target)."""
+    from benchmarks import learned_affine
+
+    draws = learned_affine.misalignments(50, 30.0, 40.0, seed=3)
+    for rotation, shift in draws:
+        assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-12) and np.linalg.det(rotation) > 0
+        angle = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+        assert angle <= 30.0 + 1e-9 and np.linalg.norm(shift) <= 40.0 + 1e-9
+    assert max(np.linalg.norm(s) for _, s in draws) > 30.0  # the range is used, not just its start
+    moving, _ = _blob_pair(size=32)
+    turn = np.radians(20.0)
+    rotation = np.array([[np.cos(turn), -np.sin(turn), 0.0], [np.sin(turn), np.cos(turn), 0.0], [0.0, 0.0, 1.0]])
+    q = learned_affine.rigid(rotation, np.array([5.0, -4.0, 3.0]), learned_affine.brain_center(moving))
+    moved = learned_affine.moved_image(moving, q, margin=8)
+    assert moved.GetSize() == tuple(n + 16 for n in moving.GetSize())
+    # the blob's peak: where the moved image peaks, Q takes it to the moving image's peak
+    peak = np.unravel_index(np.argmax(sitk.GetArrayFromImage(moving)), moving.GetSize()[::-1])[::-1]
+    moved_peak = np.unravel_index(np.argmax(sitk.GetArrayFromImage(moved)), moved.GetSize()[::-1])[::-1]
+    target = np.array(moving.TransformIndexToPhysicalPoint([int(v) for v in peak]))
+    found = np.array(q.TransformPoint(moved.TransformIndexToPhysicalPoint([int(v) for v in moved_peak])))
+    assert np.linalg.norm(found - target) <= 1.8  # within a voxel diagonal (1 mm voxels)
+    assert np.linalg.norm(found - np.array(moved.TransformIndexToPhysicalPoint([int(v) for v in moved_peak]))) > 5.0
