@@ -17,7 +17,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from RegSuiteRegistrationLib.logic import (RegSuiteRegistrationLogic,  # RegSuiteRegistrationLogic: re-exported
+from RegSuiteRegistrationLib.logic import (LEARNED_STAGES, RegSuiteRegistrationLogic,  # Logic: re-exported
                                            presetStagesToRows, rowsToPresetStages)
 from RegSuiteRegistrationLib.parameters import getParameterNode
 
@@ -53,9 +53,10 @@ stages in the Advanced section (levels are <i>shrink/smoothing/iterations</i> se
 use <i>Save as preset...</i>. Optional masks (label map or segmentation) restrict the similarity
 measure; an optional initial transform starts the search.</p>
 <p>Deep learning (skull-stripped T1 brain MRI): <b>brain-mri-voxelmorph</b> (affine, then a
-VoxelMorph network), <b>brain-mri-fast</b> (the network, then a short optimisation) and
+VoxelMorph network; <b>-ic</b>: one trained for inverse consistency), <b>brain-mri-fast</b> (the network, then a short optimisation) and
 <b>brain-mri-hypermorph</b>, whose <i>Smoothness (lambda)</i> slider changes the finished result
-in place, without running again.</p>
+in place, without running again; <b>brain-any-contrast</b> (and <b>-io</b>, with a short MIND-SSC
+optimisation) for two brains of any MRI contrasts (T1, T2, PD, unknown).</p>
 <p>Results: the <i>Display preset</i> (Default, PET on CT, PET on MR, CT on MR, MR on CT) sets the
 fusion's colour maps, window/levels, a threshold below which the moving image is transparent, and
 its opacity, in linked slice views; <i>Fusion colours</i> replaces the preset's colour map.</p>
@@ -291,7 +292,7 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def _isLearned(self, name):
         try:
-            return any(stage["model"] == "network" for stage in self.logic.loadPreset(name)["stages"])
+            return any(stage["model"] in LEARNED_STAGES for stage in self.logic.loadPreset(name)["stages"])
         except Exception:
             return False  # a broken user preset is listed with the iterative ones and reported when chosen
 
@@ -312,7 +313,8 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         item.setToolTip("" if cuda else "No CUDA GPU is available to PyTorch (or PyTorch is not installed yet).")
 
     def onMethodChanged(self, index):
-        """The user chose a Method: its presets are listed; a preset of the other Method gives way to the first."""
+        """The user chose a Method: its presets are listed; a preset of the other Method gives way to the
+        Method's usual one (brain-mri-fast, brain-mri) or its first."""
         parameters, learned = self._parameterNode, index == 1
         if parameters is not None and not self._updatingGUI and (parameters.preset in self._learnedPresets) != learned:
             try:
@@ -320,8 +322,9 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             except Exception as error:
                 names = []
                 self.showError(_errorText(error), popup=False)
-            if names:
-                self._setPreset(names[0])
+            if names:  # the Method's usual preset first, else the first in the list
+                usual = "brain-mri-fast" if learned else "brain-mri"
+                self._setPreset(usual if usual in names else names[0])
         self.refreshPresetNames()
 
     def onPresetChanged(self, index):

@@ -3,6 +3,7 @@ misalignment on an asymmetric phantom, the engine stage applying it, and preset 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,20 @@ def asymmetric_subject(folder: Path, seed: int) -> None:
         out = sitk.GetImageFromArray(array)
         out.SetSpacing((2.0, 2.0, 2.0))
         sitk.WriteImage(out, str(folder / name))
+
+
+def tiny_affine_model(folder: Path) -> Path:
+    """An untrained small affine model with the card fields the loader and presets read."""
+    from regsuite.learning.models import file_sha256
+
+    folder.mkdir(parents=True)
+    network = AffineNet(width=0.25, encoder=[16, 32, 32, 64])
+    torch.save(network.state_dict(), folder / "weights.pt")
+    card = {"name": folder.name, "architecture": "affine", "network": network.config,
+            "grid": {"size_xyz": [32, 32, 32], "spacing_mm": 4.0},
+            "weights": {"file": "weights.pt", "sha256": file_sha256(folder / "weights.pt")}}
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
 
 
 @pytest.fixture(scope="module")

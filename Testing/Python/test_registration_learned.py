@@ -206,7 +206,7 @@ def test_batch_runs_learned_presets_and_lambda(mrml, tmp_path, capsys):
     assert transform.TransformPoint((0.0, 0.0, 0.0)) != (0.0, 0.0, 0.0)
 
 
-def test_stage_table_rows_of_learned_presets(logic):
+def test_stage_table_rows_of_learned_presets(logic, tmp_path):
     from RegSuiteRegistrationLib.logic import presetStagesToRows, rowsToPresetStages
 
     preset = logic.loadPreset("brain-mri-fast")
@@ -223,5 +223,19 @@ def test_stage_table_rows_of_learned_presets(logic):
     rows[-1]["levels"] = "no-such-model"
     with pytest.raises(PresetError, match="unknown learned model 'no-such-model'"):
         rowsToPresetStages(hyper, rows)
+    from regsuite.engine.config import load_preset
+    from test_learning_affine import tiny_affine_model
+
+    folder = str(tiny_affine_model(tmp_path / "affine"))
+    learned_affine = load_preset({"name": "learned-affine", "initialization": "moments", "stages": [
+        {"model": "affine-network", "network": folder, "metric": "ncc"},
+        {"model": "affine", "metric": "ncc", "levels": [{"shrink": 4, "smoothing": 2, "iterations": 10}]}]}).to_dict()
+    rows = presetStagesToRows(learned_affine)
+    assert rows[0] == {"model": "affine-network", "metric": "ncc", "levels": folder, "regularization": "",
+                       "step": ""}
+    assert rowsToPresetStages(learned_affine, rows) == learned_affine
+    rows[0]["levels"] = "brain-t1-voxelmorph"  # a deformable model in the affine stage
+    with pytest.raises(PresetError, match="is a deformable model; use it in a network stage"):
+        rowsToPresetStages(learned_affine, rows)
     assert logic.presetWithLambda("brain-mri-hypermorph", 0.2)["stages"][-1]["lambda"] == 0.2
     assert logic.isHyperMorphPreset("brain-mri-hypermorph") and not logic.isHyperMorphPreset("brain-mri-fast")

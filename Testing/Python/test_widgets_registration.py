@@ -314,10 +314,11 @@ def test_learned_presets_and_the_lambda_slider_update_the_result_in_place(widget
     assert not slider.visible and not ui.lambdaLabel.visible
     iterative = [ui.presetComboBox.itemText(i) for i in range(ui.presetComboBox.count)]
     assert "brain-mri" in iterative and "quick-rigid" in iterative and "brain-mri-hypermorph" not in iterative
-    # the second Method lists the learned presets and picks the first; only HyperMorph shows the slider
+    # the second Method lists the learned presets and picks its usual one (brain-mri-fast); only HyperMorph shows the slider
     _select(ui.methodComboBox, "Deep learning (VoxelMorph/HyperMorph)")
     learned = [ui.presetComboBox.itemText(i) for i in range(ui.presetComboBox.count)]
-    assert learned == ["brain-mri-fast", "brain-mri-hypermorph", "brain-mri-voxelmorph"]
+    assert learned == ["brain-any-contrast", "brain-any-contrast-io", "brain-mri-fast", "brain-mri-hypermorph",
+                       "brain-mri-voxelmorph", "brain-mri-voxelmorph-ic"]
     assert parameters.preset == "brain-mri-fast" and not slider.visible
     assert [ui.stagesTableWidget.item(r, 0).text() for r in range(ui.stagesTableWidget.rowCount)] == \
         ["rigid", "affine", "network", "svf"]

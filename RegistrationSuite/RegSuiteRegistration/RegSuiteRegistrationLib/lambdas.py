@@ -59,8 +59,10 @@ class LambdaUpdater:
 
     def __init__(self, transformNode: Any, fixedImage: Any, movingImage: Any, affine: Any, network: str,
                  lam: float, fixedMask: Any = None, movingMask: Any = None, device: str = "cpu",
-                 outputVolumeNode: Any = None, movingIsLabelmap: bool = False, outputs: Any = None) -> None:
+                 outputVolumeNode: Any = None, movingIsLabelmap: bool = False, outputs: Any = None,
+                 cascade: int = 1) -> None:
         self.transformNode, self.outputVolumeNode, self.outputs = transformNode, outputVolumeNode, outputs
+        self.cascade = int(cascade)  # the network stage's runs (a recursive cascade), repeated per update
         self.network, self.device, self.lam = network, device, float(lam)
         self._images = (fixedImage, movingImage, fixedMask, movingMask)
         self._affine, self._labelmap = affine, movingIsLabelmap
@@ -86,7 +88,8 @@ class LambdaUpdater:
             fixedMask = read_mask(fixedMask, fixed, "fixed mask") if fixedMask is not None else None
             movingMask = read_mask(movingMask, moving, "moving mask") if movingMask is not None else None
             model = load_model(self.network, self.device)
-            self._session = LambdaSession(model, fixed, moving, self._affine, fixedMask, movingMask, self.device)
+            self._session = LambdaSession(model, fixed, moving, self._affine, fixedMask, movingMask, self.device,
+                                          self.cascade)
 
     def compute(self, lam: float) -> LambdaUpdate:
         """The result at ``lam`` (any thread; nothing in the scene changes).

@@ -54,6 +54,8 @@ LogCallback = Callable[[str], None]
 #: Environment variable that overrides where the user's own presets are kept.
 USER_PRESETS_ENV = "REGSUITE_USER_PRESETS"
 _POLL_SECONDS = 0.2
+#: stages that run a shipped network; the stage table names their model in the Levels cell
+LEARNED_STAGES = ("network", "affine-network")
 
 
 def _errors() -> Any:
@@ -488,7 +490,7 @@ class RegSuiteRegistrationLogic(ScriptedLoadableModuleLogic):
         outputs.lambdaUpdater = LambdaUpdater(
             node, prepared.fixed_image, prepared.moving_image, parts[0], stage["network"], stage["lambda"],
             prepared.fixed_mask, prepared.moving_mask, outputs.summary["device"], outputs.outputVolumeNode,
-            prepared.moving_is_labelmap, outputs)
+            prepared.moving_is_labelmap, outputs, int(stage.get("cascade", 1)))
         self._lambdaUpdaters[node.GetID()] = outputs.lambdaUpdater
 
     def lambdaUpdater(self, transformNode: Any) -> Any:
@@ -627,8 +629,8 @@ def nvidiaDriverPresent() -> bool:
 def presetStagesToRows(preset: dict[str, Any]) -> list[dict[str, str]]:
     """The stages of a preset dict as table rows (model, metric, levels, regularization, step size).
 
-    A network stage has no levels, regularization or step: its Levels cell names the learned
-    model (e.g. ``brain-t1-hypermorph``) and the other two are empty.
+    A learned stage (``network``, ``affine-network``) has no levels, regularization or step: its
+    Levels cell names the learned model (e.g. ``brain-t1-hypermorph``) and the other two are empty.
 
     Example:
         >>> rows = presetStagesToRows({"stages": [{"model": "rigid", "metric": "ncc", "learning_rate": 1.0,
@@ -638,8 +640,8 @@ def presetStagesToRows(preset: dict[str, Any]) -> list[dict[str, str]]:
     """
     rows = []
     for stage in preset.get("stages", []):
-        if stage.get("model") == "network":
-            rows.append({"model": "network", "metric": str(stage.get("metric", "ncc")),
+        if stage.get("model") in LEARNED_STAGES:
+            rows.append({"model": stage["model"], "metric": str(stage.get("metric", "ncc")),
                          "levels": str(stage.get("network", "")), "regularization": "", "step": ""})
             continue
         levels = "; ".join(f"{_num(level['shrink'])}/{_num(level['smoothing'])}/{int(level['iterations'])}"
@@ -664,7 +666,7 @@ def rowsToPresetStages(preset: dict[str, Any], rows: list[dict[str, str]]) -> di
         where = f"stage {number}"
         stage["model"] = row["model"].strip()
         stage["metric"] = row["metric"].strip()
-        if stage["model"] == "network":  # its Levels cell names the learned model
+        if stage["model"] in LEARNED_STAGES:  # its Levels cell names the learned model
             stage["network"] = row["levels"].strip()
             continue
         levels = []
