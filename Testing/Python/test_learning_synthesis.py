@@ -99,3 +99,31 @@ def test_training_on_synthesized_images_never_feeds_the_subjects_images(tmp_path
     assert "any contrast" in card["input"] and "intensity_histogram" not in card
     assert card["synthesis"]["background_zero"] == 1.0
     assert load_model(str(out)).card["name"] == "tiny"
+
+
+def test_the_any_contrast_model_takes_an_inverted_contrast_without_warning():
+    """The shipped contrast-agnostic model: its card says what it was trained on and holds no T1
+    histogram, so a T2-like (inverted) input registers without the T1 models' warning, while the
+    T1 model warns on the same pair."""
+    import warnings
+
+    import SimpleITK as sitk
+
+    from regsuite.engine.registration import register
+    from regsuite.errors import InputWarning
+    from regsuite.learning.models import MODEL_DIR
+
+    from test_learning_stage import brain_like
+
+    card = json.loads((MODEL_DIR / "brain-synth-voxelmorph" / "card.json").read_text())
+    assert "any contrast" in card["input"] and "intensity_histogram" not in card
+    assert "synthesis" in card and "CC BY-NC-SA" in card["licence"]
+    fixed = brain_like()
+    inverted = sitk.Mask(1.0 - brain_like(shift=(2.0, -1.0, 1.0), seed=7), brain_like(shift=(2.0, -1.0, 1.0)) > 0)
+    for preset, warned in (("brain-any-contrast", False), ("brain-mri-voxelmorph", True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = register(fixed, inverted, preset, threads=1)
+        unusual = [w for w in caught if issubclass(w.category, InputWarning) and "unlike" in str(w.message)]
+        assert bool(unusual) == warned, (preset, [str(w.message) for w in caught])
+        assert np.isfinite(result.metrics["stages"][-1]["metric_after"])
