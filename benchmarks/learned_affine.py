@@ -2,8 +2,12 @@
 
 On the learned models' validation pairs (fixed <- moving, default 8-9, 9-10, 10-8), every preset
 of ``--presets`` (default ``affine-fast``, the classical affine before the learned presets;
-``affine-learned``, the affine network alone; ``affine-learned-refined``, the network as the
-initialization of affine-fast's affine stage) registers, in this process:
+``benchmarks/configs/affine-learned.json``, the affine network alone after the centres-of-mass
+initialization; ``benchmarks/configs/affine-learned-refined.json``, the network as the
+initialization of affine-fast's affine stage; both read the network from ``runs/brain-t1-affine``,
+made by ``regsuite train --config benchmarks/configs/brain-t1-affine.json --output-dir
+runs/brain-t1-affine --iterations 2000 --threads 1 --data-root ../shared/data/oasis_trt20``;
+it is not shipped) registers, in this process:
 
 1. each pair as it is: mean Dice over the 99 labels after the affine (moving labels warped
    nearest-neighbour, :func:`benchmarks.metrics.mean_dice`) and the time of the call;
@@ -47,27 +51,19 @@ from benchmarks import metrics  # noqa: E402
 
 
 def misalignments(count: int, degrees: float, mm: float, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``count`` rigid misalignments (rotation matrix, shift): angle uniform in [0, degrees] about a
-    uniformly random axis, shift of length uniform in [0, mm] in a uniformly random direction."""
+    """``count`` rigid misalignments (rotation matrix, shift) drawn as the affine network's training
+    draws them (:func:`regsuite.learning.affine_training.random_misalignment`), from ``seed``."""
+    from regsuite.learning.affine_training import random_misalignment
+
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        axis = rng.normal(size=3)
-        axis /= np.linalg.norm(axis)
-        angle = math.radians(rng.uniform(0.0, degrees))
-        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-        rotation = np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
-        direction = rng.normal(size=3)
-        out.append((rotation, direction / np.linalg.norm(direction) * rng.uniform(0.0, mm)))
-    return out
+    return [random_misalignment(rng, degrees, mm) for _ in range(count)]
 
 
 def rigid(rotation: np.ndarray, shift: np.ndarray, center: np.ndarray) -> sitk.AffineTransform:
-    transform = sitk.AffineTransform(3)
-    transform.SetCenter([float(v) for v in center])
-    transform.SetMatrix(np.asarray(rotation, dtype=float).ravel().tolist())
-    transform.SetTranslation([float(v) for v in shift])
-    return transform
+    """``y -> c + R (y - c) + s`` (:func:`regsuite.learning.affine_training.rigid_about`)."""
+    from regsuite.learning.affine_training import rigid_about
+
+    return rigid_about(rotation, shift, center)
 
 
 def moved_image(moving: sitk.Image, q: sitk.Transform, margin: int = 48) -> sitk.Image:
@@ -109,7 +105,8 @@ def summary(records: list[dict], tolerance: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", default="8-9,9-10,10-8")
-    parser.add_argument("--presets", default="affine-fast,affine-learned,affine-learned-refined")
+    parser.add_argument("--presets", default="affine-fast,benchmarks/configs/affine-learned.json,"
+                                             "benchmarks/configs/affine-learned-refined.json")
     parser.add_argument("--misalignments", type=int, default=20)
     parser.add_argument("--degrees", type=float, default=30.0)
     parser.add_argument("--mm", type=float, default=40.0)
