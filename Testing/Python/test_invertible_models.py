@@ -16,7 +16,8 @@ import pytest
 import SimpleITK as sitk
 
 from phantoms import make_grid, sample_phantom
-from regsuite.engine.config import DEFORMABLE_MODELS, INVERTIBLE_MODELS, LINEAR_MODELS, NETWORK_MODELS, load_preset
+from regsuite.engine.config import (AFFINE_NETWORK_MODELS, DEFORMABLE_MODELS, INVERTIBLE_MODELS, LINEAR_MODELS,
+                                    NETWORK_MODELS, load_preset)
 from regsuite.engine.registration import register
 
 
@@ -31,8 +32,9 @@ def _recipe(model: str) -> dict:
 
 
 def test_the_list_is_the_linear_models_svf_and_network():
-    assert set(INVERTIBLE_MODELS) == set(LINEAR_MODELS) | {"svf", "network"}
-    assert set(INVERTIBLE_MODELS) <= set(LINEAR_MODELS) | set(DEFORMABLE_MODELS) | set(NETWORK_MODELS)
+    assert set(INVERTIBLE_MODELS) == set(LINEAR_MODELS) | {"affine-network", "svf", "network"}
+    assert set(INVERTIBLE_MODELS) <= (set(LINEAR_MODELS) | set(AFFINE_NETWORK_MODELS) | set(DEFORMABLE_MODELS)
+                                      | set(NETWORK_MODELS))
     assert load_preset("brain-mri-voxelmorph").is_invertible and load_preset("brain-mri-fast").is_invertible
     assert load_preset("affine").is_invertible and load_preset("brain-mri").is_invertible
     assert not load_preset("bspline").is_invertible

@@ -17,7 +17,7 @@ orthogonality and determinant losses on ``A`` (:func:`orthogonality_loss`,
 Example:
     >>> import torch
     >>> net = AffineNet(width=0.25)
-    >>> matrix, translation = net.affine(net(torch.zeros(1, 2, 32, 32, 32)))
+    >>> matrix, translation = net.affine(net(torch.zeros(1, 2, 64, 64, 64)))
     >>> bool(torch.allclose(matrix, torch.eye(3))), bool(torch.all(translation == 0))
     (True, True)
 """
