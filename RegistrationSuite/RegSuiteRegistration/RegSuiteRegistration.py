@@ -8,7 +8,6 @@ loading this file never needs them; PyTorch is installed on demand when Apply is
 
 import importlib.util
 import json
-import logging
 
 import qt
 import slicer
@@ -19,6 +18,8 @@ from slicer.util import VTKObservationMixin
 
 from RegSuiteRegistrationLib.logic import (LEARNED_STAGES, RegSuiteRegistrationLogic,  # Logic: re-exported
                                            presetStagesToRows, rowsToPresetStages)
+from RegSuiteRegistrationLib.panel import errorText as _errorText, progressFraction, progressText  # noqa: F401
+from RegSuiteRegistrationLib.panel import selectText as _selectText
 from RegSuiteRegistrationLib.parameters import getParameterNode
 
 __all__ = ["RegSuiteRegistration", "RegSuiteRegistrationWidget", "RegSuiteRegistrationLogic",
@@ -74,24 +75,6 @@ print(outputs.summaryText())
 Developed by the RegistrationSuite developers. The engine builds on PyTorch, SimpleITK and NumPy;
 the panel follows the conventions of 3D Slicer's scripted module template.
 """
-
-
-#
-# Progress text (plain functions, also used by the tests)
-#
-def progressFraction(event):
-    """Overall completion in [0, 1] of a progress event (1-based stage, level and iteration)."""
-    stages, levels, iterations = (max(int(event[key]), 1) for key in ("stages", "levels", "iterations"))
-    levelDone = (event["level"] - 1 + min(event["iteration"], iterations) / iterations) / levels
-    return min(max((event["stage"] - 1 + levelDone) / stages, 0.0), 1.0)
-
-
-def progressText(event):
-    """One line for the status label: stage name, level, iteration, metric and elapsed time."""
-    return (f"Stage {event['stage']}/{event['stages']} {event['stage_name']} | "
-            f"level {event['level']}/{event['levels']} | "
-            f"iteration {event['iteration']}/{event['iterations']} | "
-            f"metric {event['metric']:.5g} | {event['elapsed']:.1f} s")
 
 
 #
@@ -666,22 +649,6 @@ class RegSuiteRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.statusLabel.text = text
         if popup:
             slicer.util.errorDisplay(text, windowTitle="Registration Suite")
-
-
-def _selectText(combo, text):
-    """Selects ``text`` in ``combo``, adding it when missing (e.g. a preset saved on another computer)."""
-    if combo.findText(text) < 0 and text:
-        combo.addItem(text)
-    combo.currentIndex = combo.findText(text)
-
-
-def _errorText(error):
-    """The one-line message of ``error``; unexpected errors also go to the log with their traceback."""
-    from regsuite.errors import RegSuiteError
-
-    if not isinstance(error, (RegSuiteError, ValueError)):
-        logging.error("Registration Suite: unexpected error", exc_info=error)
-    return str(error) or type(error).__name__
 
 
 #
