@@ -14,7 +14,7 @@ from regsuite.cli.main import main
 from regsuite.learning.models import load_model
 from regsuite.learning.synthesis import SYNTHESIS_DEFAULTS, synthesis_options, synthesize
 
-from test_learning_training import _config, _subject
+from test_learning_training import _config, data_root  # noqa: F401  (data_root: the tiny subjects fixture)
 
 PLAIN = {"background_zero": 1.0, "spread": 0.0, "blur_voxels": 0.0, "bias": 0.0, "gamma": 0.0, "noise": 0.0}
 
@@ -62,14 +62,6 @@ def test_the_default_draw_blurs_biases_and_adds_noise_within_range():
     assert synthesis_options(None) == SYNTHESIS_DEFAULTS
     with pytest.raises(ValueError, match="unknown option 'x'"):
         synthesis_options({"x": 1})
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("subjects")
-    for subject in range(1, 6):
-        _subject(root / f"S{subject}", subject)
-    return root
 
 
 def test_training_on_synthesized_images_never_feeds_the_subjects_images(tmp_path: Path, data_root: Path):

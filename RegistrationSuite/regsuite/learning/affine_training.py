@@ -21,9 +21,7 @@ brain between ``P`` and the classical affine, and the label Dice after ``P`` on 
 
 from __future__ import annotations
 
-import json
 import math
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +33,9 @@ import torch.nn.functional as F
 from ..engine.initialization import initialize
 from ..engine.transforms.linear import sitk_linear_to_affine
 from .affine import AffineNet, determinant_loss, orthogonality_loss
-from .canonical import NORMALIZATION, canonical_grid, on_grid
+from .canonical import canonical_grid, on_grid
 from .data import random_rotation
-from .models import card_markdown, file_sha256
-from .networks import parameter_count
-from .training import Trainer, _atomic_save, label_dice
+from .training import Trainer, label_dice
 
 
 def random_misalignment(rng: np.random.Generator, degrees: float, mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -219,34 +215,13 @@ class AffineTrainer(Trainer):
 
     # ------------------------------------------------------------------ export
     def export(self, command: str, hardware: str | None = None) -> Path:
-        weights = self.output / "weights.pt"
-        state = {k: v.detach().float().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        _atomic_save(state, weights)
-        validation = self.validate()
-        card = {
-            "name": self.config.name,
-            "architecture": self.config.architecture,
-            "network": dict(self.network.config),
-            "parameters": parameter_count(self.network),
-            "grid": {"size_xyz": list(self.config.grid_size), "spacing_mm": self.config.grid_spacing,
-                     "placement": "world-axis-aligned (LPS), centred on the fixed image's foreground box",
-                     "velocity_level": None},
-            "output": "12 affine parameters (A = A_shear A_scale R, translation) about the canonical grid's centre, "
-                      "applied after the transform found before (e.g. the centres-of-mass initialization)",
-            "normalization": {**NORMALIZATION, "smoothing": "Gaussian, sigma 0.5 sqrt(spacing^2 - s^2) mm"},
-            "input": "skull-stripped T1-weighted brain MRI",
-            "channels": ["fixed", "moving after the transform found before"],
-            "training": {"subjects": self.config.data["subjects"], "root": str(self.config.data.get("root", "")),
-                         "iterations": self.step, "command": command, "config": self.config.to_dict(),
-                         "hardware": hardware or f"{platform.machine()} {platform.processor() or ''}".strip()
-                         + f", torch {torch.__version__}, {torch.get_num_threads()} threads, {self.device}"},
-            "validation": {"pairs": self.config.data.get("validation_pairs", []),
-                           "grid": f"{self.config.grid_spacing:g} mm canonical grid; error: mean distance to the "
-                                   "classical affine over the fixed brain", **validation},
-            "licence": self.config.licence,
-            "weights": {"file": "weights.pt", "sha256": file_sha256(weights), "bytes": weights.stat().st_size},
-        }
-        path = self.output / "card.json"
-        path.write_text(json.dumps(card, indent=2) + "\n")
-        (self.output / "card.md").write_text(card_markdown(card))
-        return path
+        weights = self.save_weights()
+        card = self.card(
+            command, hardware, weights, self.validate(),
+            f"{self.config.grid_spacing:g} mm canonical grid; error: mean distance to the classical affine over the "
+            "fixed brain",
+            output="12 affine parameters (A = A_shear A_scale R, translation) about the canonical grid's centre, "
+                   "applied after the transform found before (e.g. the centres-of-mass initialization)",
+            input="skull-stripped T1-weighted brain MRI",
+            channels=["fixed", "moving after the transform found before"])
+        return self.write_card(card)

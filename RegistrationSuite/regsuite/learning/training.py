@@ -361,11 +361,45 @@ class Trainer:
                          + validation + f" | {rate:.2f} s/step, eta {(total - self.step) * rate / 60:.0f} min")
 
     # ------------------------------------------------------------------ export
+    def save_weights(self) -> Path:
+        """The network's weights as float32 tensors in ``weights.pt`` (written atomically)."""
+        weights = self.output / "weights.pt"
+        _atomic_save({k: v.detach().float().cpu().contiguous() for k, v in self.network.state_dict().items()}, weights)
+        return weights
+
+    def card(self, command: str, hardware: str | None, weights: Path, validation: dict[str, Any],
+             validation_grid: str, **fields: Any) -> dict[str, Any]:
+        """The model card's fields every architecture shares, then ``fields``."""
+        return {
+            "name": self.config.name,
+            "architecture": self.config.architecture,
+            "network": dict(self.network.config),
+            "parameters": parameter_count(self.network),
+            "grid": {"size_xyz": list(self.config.grid_size), "spacing_mm": self.config.grid_spacing,
+                     "placement": "world-axis-aligned (LPS), centred on the fixed image's foreground box",
+                     "velocity_level": self.network.velocity_level},
+            "normalization": {**NORMALIZATION, "smoothing": "Gaussian, sigma 0.5 sqrt(spacing^2 - s^2) mm"},
+            **fields,
+            "training": {"subjects": self.config.data["subjects"], "root": str(self.config.data.get("root", "")),
+                         "iterations": self.step, "command": command, "config": self.config.to_dict(),
+                         "hardware": hardware or f"{platform.machine()} {platform.processor() or ''}".strip()
+                         + f", torch {torch.__version__}, {torch.get_num_threads()} threads, {self.device}"},
+            "validation": {"pairs": self.config.data.get("validation_pairs", []), "grid": validation_grid,
+                           **validation},
+            "licence": self.config.licence,
+            "weights": {"file": "weights.pt", "sha256": file_sha256(weights), "bytes": weights.stat().st_size},
+        }
+
+    def write_card(self, card: dict[str, Any]) -> Path:
+        """``card.json`` and its human-readable ``card.md``; returns the JSON's path."""
+        path = self.output / "card.json"
+        path.write_text(json.dumps(card, indent=2) + "\n")
+        (self.output / "card.md").write_text(card_markdown(card))
+        return path
+
     def export(self, command: str, hardware: str | None = None) -> Path:
         """Write ``weights.pt`` and ``card.json`` into the output folder; return the card's path."""
-        weights = self.output / "weights.pt"
-        state = {k: v.detach().float().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        _atomic_save(state, weights)
+        weights = self.save_weights()
         sweep = {}
         if self.hyper:
             for lam in LAMBDA_SWEEP:
@@ -376,38 +410,19 @@ class Trainer:
                       for i, j in self.sampler.pairs[:: max(1, len(self.sampler.pairs) // len(self.sampler.subjects))]]
         reference = np.mean(histograms, axis=0)
         spread = max(histogram_distance(h, reference) for h in histograms)
-        card = {
-            "name": self.config.name,
-            "architecture": self.config.architecture,
-            "network": dict(self.network.config),
-            "parameters": parameter_count(self.network),
-            "grid": {"size_xyz": list(self.config.grid_size), "spacing_mm": self.config.grid_spacing,
-                     "placement": "world-axis-aligned (LPS), centred on the fixed image's foreground box",
-                     "velocity_level": self.network.velocity_level},
-            "integration_steps": self.config.integration_steps,
-            "normalization": {**NORMALIZATION, "smoothing": "Gaussian, sigma 0.5 sqrt(spacing^2 - s^2) mm"},
-            "input": ("skull-stripped brain MRI of any contrast (trained on images synthesized from label maps)"
-                      if synthesized else "skull-stripped T1-weighted brain MRI"),
-            "channels": ["fixed", "moving after the affine"],
-            "labels": self.labels.values if self.labels else [],
-            "training": {"subjects": self.config.data["subjects"], "root": str(self.config.data.get("root", "")),
-                         "iterations": self.step, "command": command, "config": self.config.to_dict(),
-                         "hardware": hardware or f"{platform.machine()} {platform.processor() or ''}".strip()
-                         + f", torch {torch.__version__}, {torch.get_num_threads()} threads, {self.device}"},
-            "validation": {"pairs": self.config.data.get("validation_pairs", []),
-                           "grid": "2 mm canonical grid, labels warped by nearest neighbour", **validation},
-            "licence": self.config.licence,
+        card = self.card(
+            command, hardware, weights, validation, "2 mm canonical grid, labels warped by nearest neighbour",
+            integration_steps=self.config.integration_steps,
+            input=("skull-stripped brain MRI of any contrast (trained on images synthesized from label maps)"
+                   if synthesized else "skull-stripped T1-weighted brain MRI"),
+            channels=["fixed", "moving after the affine"],
+            labels=self.labels.values if self.labels else [],
             **({"synthesis": dict(self.config.synthesis)} if synthesized else {
                 "intensity_histogram": [round(float(v), 6) for v in reference],
                 # an input further than this from the training histogram gets a warning
-                "histogram_limit": round(max(3.0 * spread, 0.05), 4)}),
-            "weights": {"file": "weights.pt", "sha256": file_sha256(weights), "bytes": weights.stat().st_size},
-        }
+                "histogram_limit": round(max(3.0 * spread, 0.05), 4)}))
         if sweep:
             card["validation"]["lambda_sweep"] = sweep
             best = max(sweep, key=lambda key: sweep[key]["dice"] - (1.0 if sweep[key]["folding_percent"] > 0.01 else 0.0))
             card["default_lambda"] = float(best)
-        path = self.output / "card.json"
-        path.write_text(json.dumps(card, indent=2) + "\n")
-        (self.output / "card.md").write_text(card_markdown(card))
-        return path
+        return self.write_card(card)
