@@ -47,7 +47,7 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "RegistrationSuite")]
 
-from benchmarks import metrics  # noqa: E402
+from benchmarks import metrics, suites  # noqa: E402
 
 
 def misalignments(count: int, degrees: float, mm: float, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -117,18 +117,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from regsuite.engine.registration import register
 
-    data = Path(args.data) / "oasis_trt20"
-    if not data.is_dir():
-        print(f"learned_affine: error: data folder '{data}' does not exist", file=sys.stderr)
+    if not (Path(args.data) / "oasis_trt20").is_dir():
+        print(f"learned_affine: error: data folder '{Path(args.data) / 'oasis_trt20'}' does not exist", file=sys.stderr)
+        return 2
+    try:
+        pairs = suites.parse_brain_pairs(args.pairs)
+    except ValueError as error:
+        print(f"learned_affine: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = [tuple(int(v) for v in part.split("-")) for part in args.pairs.split(",")]
-    images = {}
-    for n in {n for pair in pairs for n in pair}:
-        folder = data / f"OASIS-TRT-20-{n}"
-        images[n] = (sitk.ReadImage(str(folder / "t1weighted_brain.nii.gz"), sitk.sitkFloat32),
-                     sitk.ReadImage(str(folder / "labels.DKT31.manual+aseg.nii.gz")))
+    images = {}  # subject -> (T1, labels), each read once for all its pairs
+    for case in suites.brain_cases(Path(args.data), pairs=pairs):
+        fixed, fixed_labels, moving_labels = suites.read_brain_case(case)
+        i, j = (int(n) for n in case.pair.split("-"))
+        images.setdefault(i, (fixed, fixed_labels))
+        images.setdefault(j, (sitk.ReadImage(case.moving, sitk.sitkFloat32), moving_labels))
     records: list[dict] = []
     unperturbed: dict[tuple[str, tuple[int, int]], sitk.Transform] = {}
 

@@ -41,15 +41,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "RegistrationSuite")]
 
-from benchmarks.suites import score_brain_transform  # noqa: E402
+from benchmarks import suites  # noqa: E402
 
 
 def parse_ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
-
-
-def parse_pairs(text: str) -> list[tuple[int, int]]:
-    return [tuple(int(v) for v in part.split("-")) for part in text.split(",") if part.strip()]
 
 
 def preset_with(model: str, cascade: int) -> dict:
@@ -117,28 +113,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from regsuite.engine.registration import register
 
-    data = Path(args.data) / "oasis_trt20"
-    if not data.is_dir():
-        print(f"learned_options: error: data folder '{data}' does not exist", file=sys.stderr)
+    if not (Path(args.data) / "oasis_trt20").is_dir():
+        print(f"learned_options: error: data folder '{Path(args.data) / 'oasis_trt20'}' does not exist", file=sys.stderr)
+        return 2
+    try:
+        pairs = suites.parse_brain_pairs(args.pairs)
+    except ValueError as error:
+        print(f"learned_options: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
-    for i, j in parse_pairs(args.pairs):
-        folder = data / f"OASIS-TRT-20-{i}"
-        fixed = sitk.ReadImage(str(folder / "t1weighted_brain.nii.gz"), sitk.sitkFloat32)
-        fixed_labels = sitk.ReadImage(str(folder / "labels.DKT31.manual+aseg.nii.gz"))
-        moving_folder = data / f"OASIS-TRT-20-{j}"
-        moving = sitk.ReadImage(str(moving_folder / "t1weighted_brain.nii.gz"), sitk.sitkFloat32)
-        moving_labels = sitk.ReadImage(str(moving_folder / "labels.DKT31.manual+aseg.nii.gz"))
+    for case in suites.brain_cases(Path(args.data), pairs=pairs):
+        fixed, fixed_labels, moving_labels = suites.read_brain_case(case)
+        moving = sitk.ReadImage(case.moving, sitk.sitkFloat32)
         for model in args.models.split(","):
             for k in parse_ints(args.cascades):
-                record = {"pair": f"{i}-{j}", "model": model, "cascade": k}
+                record = {"pair": case.pair, "model": model, "cascade": k}
                 started = time.perf_counter()
                 result = register(fixed, moving, preset_with(model, k), threads=args.threads, device="cpu")
                 record["seconds"] = round(time.perf_counter() - started, 2)
                 record["network_seconds"] = result.metrics["stages"][-1].get("seconds")
-                scores = score_brain_transform(result.transform, fixed, fixed_labels, moving_labels)
+                scores = suites.score_brain_transform(result.transform, fixed, fixed_labels, moving_labels)
                 record.update({key: value for key, value in scores.items() if key != "dice_per_label"})
                 record["ic_error_mm"] = round(consistency(model, result, fixed, moving, k), 4)
                 records.append(record)
