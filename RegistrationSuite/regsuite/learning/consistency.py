@@ -42,7 +42,8 @@ def inverse_consistency_loss(forward: torch.Tensor, backward: torch.Tensor, grid
 def inverse_consistency_error(forward: torch.Tensor, backward: torch.Tensor, grid: Grid,
                               mask: torch.Tensor | None = None) -> float:
     """Mean ``|phi_AB(phi_BA(x)) - x|`` in mm over ``mask`` (``(1, 1, D, H, W)``, default all voxels)."""
-    residual = residuals(forward, backward, grid)[0].square().sum(dim=1, keepdim=True).sqrt()
+    # phi_AB(phi_BA(x)) - x alone: compose_on_grid(first, second) is second o first
+    residual = compose_on_grid(backward, forward, grid).square().sum(dim=1, keepdim=True).sqrt()
     if mask is None:
         return float(residual.mean())
     inside = mask.to(residual.device) > 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,9 +40,10 @@ class Subject:
     labels: sitk.Image | None
     center: np.ndarray
 
-    @property
+    @cached_property
     def brain(self) -> sitk.Image:
-        """The voxels above the image's minimum (the brain of a skull-stripped image), as 0/1."""
+        """The voxels above the image's minimum (the brain of a skull-stripped image), as 0/1
+        (computed once: synthesized training samples ask for it twice per step)."""
         minimum = float(sitk.GetArrayViewFromImage(self.image).min())
         return sitk.Cast(self.image > minimum, sitk.sitkUInt8)
 
