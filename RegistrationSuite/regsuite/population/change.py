@@ -3,9 +3,8 @@
 Both scans are treated alike, so that exchanging baseline and follow-up gives the inverse
 change, not a different one. The pair is registered both ways, as two tasks that a runner may
 run side by side: *forward* (fixed = baseline, moving = follow-up: ``T_fwd`` maps baseline world
--> follow-up world) and *backward* (fixed = follow-up, moving = baseline). The engine does not
-expose the halfway space of the symmetric velocity field, so the symmetry comes from combining
-the two registrations, per label ``l`` (see :mod:`regsuite.evaluation.volumes`):
+-> follow-up world) and *backward* (fixed = follow-up, moving = baseline). The volumes' symmetry
+comes from combining the two registrations, per label ``l`` (see :mod:`regsuite.evaluation.volumes`):
 
 * ``r_fwd = (integral of J_fwd over the baseline label) / (baseline label volume)``, on the
   baseline grid: the forward registration's follow-up / baseline ratio;
@@ -40,6 +39,13 @@ inverse-consistent pair; Jacobians below 1e-6 are raised to 1e-6 first; the tabl
 label means above, not from this map), ``transform.h5`` (baseline -> follow-up: the forward
 registration), ``inverse_transform.h5`` (follow-up -> baseline: the backward registration, as
 registered) and ``change.png`` (``change_percent`` per label, the 20 largest ``|change|``).
+When the preset's result is an affine followed by one velocity field (``brain-mri`` and the
+other ``svf`` and network presets) or an affine alone (:func:`halfway_kind`), the halfway space
+of the forward registration ``T_fwd = A o exp(v)`` is written too, where the symmetric velocity
+update meets: ``halfway_to_baseline.h5`` (``exp(-v/2) o A^(-1/2)``) and
+``halfway_to_followup.h5`` (``A o exp(v/2) o A^(-1/2)``), both maps from the halfway space, so
+``sitk.Resample(scan, reference, map)`` brings each scan there, each moved by half the change
+(:func:`~regsuite.population.maps.halfway_transforms`; the baseline grid is a fair reference).
 
 Example:
     >>> summary = measure_change("baseline.nii.gz", "followup.nii.gz", "change", segment="aseg.nii.gz",
@@ -68,6 +74,7 @@ from ..errors import InputError
 from ..geometry import geometry_differences
 from ..io.atomic import atomic_output
 from ..io.images import read_image, read_label_image, write_image
+from ..io.transforms import read_transform, write_transform
 from ..io.safety import check_distinct
 from .runner import Runner, TaskOutcome, make_runner
 from .steps import write_json_atomic
@@ -75,12 +82,15 @@ from .tasks import Task
 from .workspace import open_workspace, preset_argument
 
 __all__ = ["measure_change", "change_tasks", "read_label_table", "write_change_csv", "write_change_chart",
-           "OUTPUTS", "BRAIN_LABEL", "CHART_LABELS"]
+           "halfway_kind", "OUTPUTS", "HALFWAY_OUTPUTS", "BRAIN_LABEL", "CHART_LABELS"]
 
 #: The files ``measure_change`` writes into its output folder.
 OUTPUTS = {"json": "change.json", "csv": "change.csv", "jacobian": "jacobian.nii.gz",
            "log_jacobian": "log_jacobian.nii.gz", "transform": "transform.h5",
            "inverse": "inverse_transform.h5", "chart": "change.png"}
+#: The halfway space's two maps, written too when the preset's result is ``A o exp(v)`` or linear
+#: (:func:`halfway_kind`; see :func:`~regsuite.population.maps.halfway_transforms`).
+HALFWAY_OUTPUTS = {"halfway_baseline": "halfway_to_baseline.h5", "halfway_followup": "halfway_to_followup.h5"}
 #: ``label`` of the whole-brain row.
 BRAIN_LABEL = "brain"
 #: At most this many labels (largest ``|change_percent|``) in ``change.png``.
@@ -135,12 +145,33 @@ def read_label_table(path: str | os.PathLike[str]) -> dict[int, str]:
     return names
 
 
+def halfway_kind(config: Any) -> str | None:
+    """How a preset's result splits into halves: ``"linear"`` (one affine), ``"velocity"``
+    (linear stages, then one stationary velocity field: an ``svf`` stage, a network stage run
+    once, or a network stage refined by an ``svf`` stage that starts from it) or None (a
+    B-spline, a cascade, several fields: no halfway maps are written)."""
+    stages = list(config.stages)
+    if all(stage.is_linear for stage in stages):
+        return "linear"
+    first = next(i for i, stage in enumerate(stages) if not stage.is_linear)
+    deformable = stages[first:]
+    if any(stage.is_linear for stage in deformable) or any(s.is_network and s.cascade != 1 for s in deformable):
+        return None
+    if len(deformable) == 1 and (deformable[0].model == "svf" or deformable[0].is_network):
+        return "velocity"
+    if (len(deformable) == 2 and deformable[0].is_network and deformable[1].model == "svf"
+            and deformable[1].initial_field == "previous"):
+        return "velocity"
+    return None
+
+
 def change_tasks(baseline: str, followup: str, work: Path, preset: Any, invertible: bool, seed: int = 0,
-                 device: str = "cpu") -> list[Task]:
+                 device: str = "cpu", halfway: str | None = None) -> list[Task]:
     """The two registrations: ``forward`` (baseline fixed) and ``backward`` (follow-up fixed).
 
     The forward task also writes its inverse when the preset has one (to warp the baseline
-    segmentation onto the follow-up grid).
+    segmentation onto the follow-up grid), and its affine (and velocity field) when the halfway
+    maps are asked for (``halfway``: :func:`halfway_kind`).
     """
     tasks = []
     for key, fixed, moving in (("forward", baseline, followup), ("backward", followup, baseline)):
@@ -150,7 +181,11 @@ def change_tasks(baseline: str, followup: str, work: Path, preset: Any, invertib
                                   "transform": str(folder / "transform.h5"), "seed": seed, "device": device}
         if key == "forward" and invertible:
             kwargs["inverse"] = str(folder / "inverse.h5")
-        outputs = (kwargs["transform"],) + ((kwargs["inverse"],) if "inverse" in kwargs else ())
+        if key == "forward" and halfway is not None:
+            kwargs["affine"] = str(folder / "affine.h5")
+            if halfway == "velocity":
+                kwargs["velocity"] = str(folder / "velocity.nii.gz")
+        outputs = tuple(kwargs[name] for name in ("transform", "inverse", "affine", "velocity") if name in kwargs)
         tasks.append(Task(f"register-{key}", "regsuite.population.steps:register_pair", kwargs, outputs,
                           str(work / "tasks" / f"register-{key}.json")))
     return tasks
@@ -237,13 +272,15 @@ def measure_change(baseline: str, followup: str, output_dir: str, *, segment: st
                                  "need the same labels")
     names = read_label_table(labels) if labels is not None else {}
     folder = _check_output_dir(output_dir)
-    finals = {key: str(folder / name) for key, name in OUTPUTS.items()}
-    check_distinct([baseline, followup, segment, followup_segment, labels,
-                    preset if isinstance(preset, str) and Path(preset).is_file() else None], list(finals.values()))
     preset_value = preset_argument(preset)
     from ..engine.config import load_preset
 
-    invertible = load_preset(preset_value).is_invertible
+    preset_config = load_preset(preset_value)
+    invertible, halfway = preset_config.is_invertible, halfway_kind(preset_config)
+    finals = {key: str(folder / name)
+              for key, name in {**OUTPUTS, **(HALFWAY_OUTPUTS if halfway else {})}.items()}
+    check_distinct([baseline, followup, segment, followup_segment, labels,
+                    preset if isinstance(preset, str) and Path(preset).is_file() else None], list(finals.values()))
     manifest = {"workflow": "change", "baseline": baseline_path, "followup": followup_path, "preset": preset_value,
                 "seed": seed, "device": device}
     with ExitStack() as stack:
@@ -253,15 +290,18 @@ def measure_change(baseline: str, followup: str, output_dir: str, *, segment: st
         if runner is None:
             runner = stack.enter_context(make_runner())
         outcomes = runner.run(change_tasks(baseline_path, followup_path, work, preset_value, invertible, seed,
-                                           device), progress)
+                                           device, halfway), progress)
         registrations = {outcome.key[len("register-"):]: outcome.result for outcome in outcomes}
-        from ..io.transforms import read_transform
-
         forward = read_transform(work / "forward" / "transform.h5")
         backward = read_transform(work / "backward" / "transform.h5")
         warp_back = read_transform(work / "forward" / "inverse.h5") if invertible else backward
         result = _combine(baseline_image, followup_image, forward, backward, warp_back, baseline_labels,
                           followup_labels, names)
+        if halfway is not None:
+            from .maps import halfway_transforms, read_image_vector
+
+            velocity = read_image_vector(str(work / "forward" / "velocity.nii.gz")) if halfway == "velocity" else None
+            result["halfway"] = halfway_transforms(read_transform(work / "forward" / "affine.h5"), velocity)
         meta = {"workflow": "change", "baseline": baseline_path, "followup": followup_path,
                 "segment": str(Path(segment).resolve()) if segment else None,
                 "followup_segment": str(Path(followup_segment).resolve()) if followup_segment else (
@@ -274,6 +314,11 @@ def measure_change(baseline: str, followup: str, output_dir: str, *, segment: st
                           "(baseline -> follow-up) and backward registration over the baseline and follow-up "
                           "label; followup_ml = baseline_ml * r",
                 "jacobian_map": "sqrt(J_fwd(x) / J_bwd(T_fwd(x))) on the baseline grid",
+                "halfway": ("halfway_to_baseline.h5 = exp(-v/2) o A^(-1/2), halfway_to_followup.h5 = "
+                            "A o exp(v/2) o A^(-1/2), from the forward registration T_fwd = A o exp(v)"
+                            if halfway == "velocity" else "halfway_to_baseline.h5 = A^(-1/2), halfway_to_followup.h5 "
+                            "= A^(1/2), from the forward registration T_fwd = A" if halfway == "linear" else
+                            "not written: the preset's result is not an affine followed by one velocity field"),
                 "registrations": registrations, **result["meta"]}
         meta["seconds"] = round(time.perf_counter() - start, 3)
         summary = {"rows": result["rows"], "meta": meta}
@@ -411,6 +456,10 @@ def _publish(folder: Path, finals: Mapping[str, str], summary: dict[str, Any], r
             write_image(result["log_jacobian"], staged["log_jacobian"])
             shutil.copyfile(work / "forward" / "transform.h5", staged["transform"])
             shutil.copyfile(work / "backward" / "transform.h5", staged["inverse"])
+            if "halfway" in result:
+                to_baseline, to_followup = result["halfway"]
+                write_transform(to_baseline, staged["halfway_baseline"])
+                write_transform(to_followup, staged["halfway_followup"])
             write_change_chart(summary["rows"], staged["chart"])
     except BaseException:
         if created:

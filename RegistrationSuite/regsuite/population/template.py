@@ -52,6 +52,7 @@ from ..errors import InputError
 from ..io.images import read_image, write_image
 from ..io.transforms import read_transform, write_transform
 from .atlases import Atlas
+from .maps import affine_transform, field_transform, mean_affine, read_image_vector, velocity_exp
 from .runner import Runner, TaskOutcome, make_runner
 from .steps import write_json_atomic
 from .tasks import Task
@@ -66,36 +67,6 @@ Progress = Callable[[int, int, TaskOutcome], None]
 
 
 # ---------------------------------------------------------------------------- arithmetic
-def _homogeneous(transform: sitk.Transform) -> np.ndarray:
-    from ..io.transforms import flatten_linear
-
-    affine = flatten_linear(transform)
-    matrix = np.eye(4)
-    matrix[:3, :3] = np.array(affine.GetMatrix()).reshape(3, 3)
-    center = np.array(affine.GetCenter())
-    matrix[:3, 3] = np.array(affine.GetTranslation()) + center - matrix[:3, :3] @ center
-    return matrix
-
-
-def _affine(matrix: np.ndarray) -> sitk.AffineTransform:
-    return sitk.AffineTransform(matrix[:3, :3].ravel().tolist(), matrix[:3, 3].tolist())
-
-
-def mean_affine(transforms: Sequence[sitk.Transform], power: float = 1.0) -> np.ndarray:
-    """Log-Euclidean mean of affine transforms as a 4x4 matrix, raised to ``power``.
-
-    Example:
-        >>> a = sitk.AffineTransform(3); a.SetTranslation((2.0, 0.0, 0.0))
-        >>> b = sitk.AffineTransform(3); b.SetTranslation((4.0, 0.0, 0.0))
-        >>> np.round(mean_affine([a, b])[:3, 3], 6).tolist()
-        [3.0, 0.0, 0.0]
-    """
-    from scipy.linalg import expm, logm
-
-    logs = [np.real(logm(_homogeneous(t))) for t in transforms]
-    return np.real(expm(power * np.mean(logs, axis=0)))
-
-
 def sharpness(image: sitk.Image, mask: np.ndarray | None = None) -> float:
     """Gradient energy: mean squared gradient magnitude (per mm) over ``mask``, divided by the
     squared mean intensity there, so that images of different scales compare (higher: sharper).
@@ -119,25 +90,6 @@ def _foreground(image: sitk.Image) -> np.ndarray:
         return np.array(positive)
     otsu = sitk.OtsuThreshold(sitk.Cast(image, sitk.sitkFloat32), 0, 1)
     return sitk.GetArrayFromImage(otsu) > 0
-
-
-def _field_transform(vectors: np.ndarray, reference: sitk.Image) -> sitk.DisplacementFieldTransform:
-    image = sitk.GetImageFromArray(vectors.astype(np.float64), isVector=True)
-    image.CopyInformation(reference)
-    return sitk.DisplacementFieldTransform(image)
-
-
-def _exp(velocity: np.ndarray, reference: sitk.Image, steps: int = 7) -> np.ndarray:
-    """``exp(v) - id`` (world mm, (z, y, x, 3)) by scaling and squaring with the engine's field."""
-    import torch
-
-    from ..engine.grid import Grid
-    from ..engine.transforms.dense import VelocityField
-
-    field = torch.from_numpy(np.ascontiguousarray(velocity.transpose(3, 0, 1, 2))[None].astype(np.float32))
-    model = VelocityField(Grid.from_sitk(reference), field, steps=steps)
-    with torch.no_grad():
-        return model.displacement()[0].permute(1, 2, 3, 0).double().numpy()
 
 
 # ---------------------------------------------------------------------------- task functions
@@ -179,8 +131,8 @@ def average_step(reference: str, warped: Sequence[str], affines: Sequence[str], 
         write_image(velocity_file, shape_update + "_velocity.nii.gz")
         lengths = np.linalg.norm(mean_velocity, axis=-1)
         velocity_norm, velocity_max = float(lengths[inside].mean()), float(lengths[inside].max())
-        parts.append(_field_transform(_exp(-step * mean_velocity, grid), grid))
-    parts.append(_affine(mean_matrix))
+        parts.append(field_transform(velocity_exp(-step * mean_velocity, grid), grid))
+    parts.append(affine_transform(mean_matrix))
     inverse_mean = sitk.CompositeTransform(parts)  # A^-s first, then exp(-s v)
     moved = sitk.Resample(average, grid, inverse_mean, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     points = np.argwhere(inside)[::97][:, ::-1].astype(float)
@@ -196,14 +148,6 @@ def average_step(reference: str, warped: Sequence[str], affines: Sequence[str], 
     write_json_atomic(record, update)
     write_image(moved, output)
     return record
-
-
-def read_image_vector(path: str) -> sitk.Image:
-    """A vector image (velocity field) as written by :func:`~.steps.register_pair`."""
-    image = sitk.ReadImage(str(path))
-    if image.GetNumberOfComponentsPerPixel() != 3:
-        raise InputError(f"velocity field '{path}' does not hold 3-vectors")
-    return image
 
 
 def finalize_subject(template: str, transform: str, velocity: str, shape_update: str, to_template: str,
@@ -231,7 +175,7 @@ def finalize_subject(template: str, transform: str, velocity: str, shape_update:
     velocity_image = sitk.GetArrayFromImage(read_image_vector(velocity)).astype(np.float64)
     reference = sitk.Image(velocity_image.shape[2::-1], sitk.sitkUInt8)
     reference.CopyInformation(read_image_vector(velocity))
-    inverse_field = _field_transform(_exp(-velocity_image, reference), reference)
+    inverse_field = field_transform(velocity_exp(-velocity_image, reference), reference)
     # subject -> A^-1 -> exp(-v) -> U^-1 (the last added part is applied first)
     backward = sitk.CompositeTransform(_inverse_update(shape_update) + [inverse_field, linear[0].GetInverse()])
     write_transform(forward, to_template)
@@ -252,11 +196,11 @@ def finalize_subject(template: str, transform: str, velocity: str, shape_update:
 def _inverse_update(shape_update: str) -> list[sitk.Transform]:
     """``U^-1 = A_mean^s o exp(s v_mean)`` as composite parts (the last is applied first)."""
     record = json.loads(Path(shape_update + ".json").read_text())
-    parts: list[sitk.Transform] = [_affine(np.array(record["inverse_affine"]))]
+    parts: list[sitk.Transform] = [affine_transform(np.array(record["inverse_affine"]))]
     if record.get("velocity"):
         velocity = read_image_vector(record["velocity"])
         array = sitk.GetArrayFromImage(velocity).astype(np.float64)
-        parts.append(_field_transform(_exp(record["step"] * array, velocity), velocity))
+        parts.append(field_transform(velocity_exp(record["step"] * array, velocity), velocity))
     return parts
 
 
