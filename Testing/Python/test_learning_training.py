@@ -127,6 +127,11 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, data_root
     ({"synthesis": {"background_zero": 2}}, "background_zero is a probability"),
     ({"synthesis": [1]}, "synthesis must be a JSON object"),
     ({"similarity_weight": -1}, "similarity_weight"),
+    ({"synthesis": {"independent": 1.5}}, "independent is a probability"),
+    ({"cascade": 0}, "cascade must be an integer from 1 to 5"),
+    ({"cascade": 6}, "cascade must be an integer from 1 to 5"),
+    ({"cascade": 2, "inverse_consistency": 0.1}, "cannot be combined with inverse_consistency"),
+    ({"cascade": 2, "teacher": "affine-fast", "teacher_weight": 0.1}, "cannot use a teacher"),
 ])
 def test_bad_training_configs_are_one_line_errors(tmp_path: Path, data_root: Path, capsys, change, needle):
     config = json.loads(_config(tmp_path, data_root).read_text())
@@ -173,3 +178,43 @@ def test_inverse_consistent_training_registers_both_ways_and_reports_the_error(t
     card = json.loads(trainer.export("regsuite train --config c.json --output-dir runs/ic").read_text())
     assert card["validation"]["ic_error_mm"] >= 0
     assert "inverse-consistency error" in (tmp_path / "ic" / "card.md").read_text()
+
+
+def test_cascade_training_composes_its_runs_as_inference_does_and_the_card_says_so(tmp_path: Path, data_root: Path):
+    """``cascade`` 2: each step runs the network twice (the second run on the moving image warped
+    by the first), the loss warps by the composed map, which is the map inference's
+    :class:`VelocityChain` makes of the same two velocities; the card records the cascade."""
+    from regsuite.engine.transforms.cascade import VelocityChain
+    from regsuite.engine.transforms.dense import resample_field
+    from regsuite.learning.config import TrainingConfig
+    from regsuite.learning.field import NetworkField
+    from regsuite.learning.training import Trainer
+
+    path = _config(tmp_path, data_root, cascade=2, iterations=2)
+    trainer = Trainer(TrainingConfig.from_file(path), tmp_path / "cascade", torch.device("cpu"), data_root,
+                      log=lambda line: None, threads=1)
+    trainer.run()
+    sample = trainer.sampler.sample()
+    field = NetworkField(sample["grid"], trainer.network.velocity_level, trainer.config.integration_steps)
+    inputs, forward = [], trainer.forward
+    trainer.forward = lambda pair, lam: inputs.append(pair) or forward(pair, lam)
+    with torch.no_grad():
+        runs, composed = trainer.cascade(field, sample["fixed"], sample["moving"], None)
+    trainer.forward = forward
+    assert len(runs) == len(inputs) == 2 and composed is not None
+    chain = VelocityChain(field.coarse, [field.world_velocity(v) for v in runs], trainer.config.integration_steps)
+    assert float((composed - chain.displacement()).abs().max()) < 1e-5  # float32 composition, mm
+    # the second run saw the fixed image and the moving image warped by the first run's map
+    first = resample_field(field.coarse_displacement(runs[0]), field.coarse, field.grid)
+    assert torch.equal(inputs[1][:, :1], sample["fixed"])
+    assert torch.allclose(inputs[1][:, 1:], field.warp(sample["moving"], first), atol=1e-6)
+    assert not torch.equal(inputs[1][:, 1:], sample["moving"])
+    # the loss warps by the composition and regularizes both runs: not the single-run loss
+    cascaded, terms = trainer.loss(sample, None)
+    trainer.config.cascade = 1
+    single, single_terms = trainer.loss(sample, None)
+    assert terms["diffusion"] != pytest.approx(single_terms["diffusion"], rel=1e-4)
+    assert float(cascaded) != pytest.approx(float(single), rel=1e-6)
+    trainer.config.cascade = 2
+    card = json.loads(trainer.export("regsuite train --config c.json --output-dir runs/cascade").read_text())
+    assert card["cascade"] == 2 and "cascade of 2" in (tmp_path / "cascade" / "card.md").read_text()

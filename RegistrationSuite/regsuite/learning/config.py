@@ -65,6 +65,9 @@ class TrainingConfig:
     #: weight of the mm^2 inverse-consistency loss of the two maps, and of the folding penalty
     inverse_consistency: float = 0.0
     folding: float = 0.0
+    #: recursive cascade at training: the network runs this many times per pair, each run on the
+    #: moving image warped by the maps before, the loss on the composed map (1 to MAX_CASCADE)
+    cascade: int = 1
     #: affine networks: weights of VTN's orthogonality and determinant losses on the matrix
     orthogonality: float = 0.0
     determinant: float = 0.0
@@ -105,6 +108,18 @@ class TrainingConfig:
             value = getattr(config, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
                 raise InputError(f"{source}: {key} must be a positive integer, got {value!r}")
+        from ..engine.config import MAX_CASCADE
+        if isinstance(config.cascade, bool) or not isinstance(config.cascade, int) \
+                or not 1 <= config.cascade <= MAX_CASCADE:
+            raise InputError(f"{source}: cascade must be an integer from 1 to {MAX_CASCADE}, got {config.cascade!r}")
+        if config.cascade > 1:
+            if config.architecture == "affine":
+                raise InputError(f"{source}: cascade is for deformable networks, not '{config.architecture}'")
+            if config.inverse_consistency > 0 or config.folding > 0:
+                raise InputError(f"{source}: cascade training cannot be combined with inverse_consistency or folding")
+            if config.teacher_weight > 0 and config.teacher is not None:
+                raise InputError(f"{source}: cascade training cannot use a teacher (it compares one velocity "
+                                 f"field, a cascade predicts {config.cascade}); set teacher_weight to 0")
         if config.synthesis is not None:
             from .synthesis import synthesis_options
             if not isinstance(config.synthesis, Mapping):

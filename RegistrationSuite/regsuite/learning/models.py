@@ -136,6 +136,9 @@ def card_markdown(card: dict[str, Any]) -> str:
                     + ([f"inverse-consistency error {validation['ic_error_mm']:.2f} mm"]
                        if "ic_error_mm" in validation else [])) + ".",
     ]
+    if card.get("cascade", 1) > 1:
+        lines.append(f"- **Cascade:** trained as a recursive cascade of {card['cascade']} runs (validated so); "
+                     f"run it with `\"cascade\": {card['cascade']}` in the network stage.")
     if "lambda_sweep" in validation:
         sweep = ", ".join(f"{lam}: {row['dice']:.4f}" for lam, row in validation["lambda_sweep"].items())
         lines.append(f"- **Dice by lambda:** {sweep}; default lambda {card.get('default_lambda')}.")

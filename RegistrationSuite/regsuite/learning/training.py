@@ -17,7 +17,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -26,7 +26,7 @@ import torch
 from ..errors import InputError
 from ..engine.metrics import make_metric
 from ..engine.regularizers import diffusion, folding_penalty, jacobian_determinant
-from ..engine.transforms.dense import resample_field
+from ..engine.transforms.dense import compose_on_grid, resample_field
 from ..engine.grid import Grid
 from .canonical import NORMALIZATION
 from .config import TrainingConfig
@@ -53,10 +53,22 @@ def soft_dice_loss(fixed: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
     return 1.0 - dice.mean()
 
 
-def pair_loss(velocity: torch.Tensor, field: NetworkField, fixed: torch.Tensor, moving: torch.Tensor,
-              metric: torch.nn.Module, regularization: float, dice_weight: float = 0.0,
+def cascade_displacement(runs: Sequence[torch.Tensor], field: NetworkField) -> torch.Tensor:
+    """The map ``exp(v_1) o exp(v_2) o ... o exp(v_k)`` of a cascade's runs (world mm on the
+    velocity grid), composed as :class:`~regsuite.engine.transforms.cascade.VelocityChain`
+    composes them at inference, but differentiable."""
+    total = field.coarse_displacement(runs[0])
+    for velocity in runs[1:]:
+        # the later run acts first on a fixed point: total o exp(v)
+        total = compose_on_grid(field.coarse_displacement(velocity), total, field.coarse)
+    return total
+
+
+def pair_loss(velocity: torch.Tensor | Sequence[torch.Tensor], field: NetworkField, fixed: torch.Tensor,
+              moving: torch.Tensor, metric: torch.nn.Module, regularization: float, dice_weight: float = 0.0,
               soft_labels: tuple[torch.Tensor, torch.Tensor] | None = None, lam: float | None = None,
-              hyper_scale: float = 1.0, similarity_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+              hyper_scale: float = 1.0, similarity_weight: float = 1.0,
+              displacement: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of one pair and its terms.
 
     ``velocity`` is the network's output on ``field``'s velocity grid; the moving image is warped
@@ -67,11 +79,16 @@ def pair_loss(velocity: torch.Tensor, field: NetworkField, fixed: torch.Tensor, 
     ``(1 - lam) (similarity + dice term) + lam * hyper_scale * diffusion``, else
     ``similarity + dice term + regularization * diffusion``; the similarity is weighed by
     ``similarity_weight`` (0: not computed, the images only feed the network).
+
+    A recursive cascade passes its runs' velocities as a list and their composed map as
+    ``displacement`` (on the velocity grid, :func:`cascade_displacement`); the regularizer is the
+    sum over the runs.
     """
-    coarse_u = field.coarse_displacement(velocity)
-    smooth = diffusion(field.world_velocity(velocity), field.coarse.spacing, field.coarse.direction)
+    velocities = [velocity] if isinstance(velocity, torch.Tensor) else list(velocity)
+    coarse_u = field.coarse_displacement(velocities[0]) if displacement is None else displacement
+    smooth = sum(diffusion(field.world_velocity(v), field.coarse.spacing, field.coarse.direction) for v in velocities)
     terms = {"diffusion": float(smooth.detach())}
-    data_term = torch.zeros((), device=velocity.device)
+    data_term = torch.zeros((), device=velocities[0].device)
     if similarity_weight > 0:
         u = coarse_u if field.coarse is field.grid else resample_field(coarse_u, field.coarse, field.grid)
         similarity = metric(fixed, field.warp(moving, u), None, field.grid.spacing)
@@ -215,18 +232,35 @@ class Trainer:
             return self.network(pair, torch.tensor([lam if lam is not None else 0.5], device=pair.device))
         return self.network(pair)
 
+    def cascade(self, field: NetworkField, fixed: torch.Tensor, moving: torch.Tensor,
+                lam: float | None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The network's ``cascade`` runs on a pair, as :func:`~regsuite.learning.inference.predict_cascade`
+        makes them: each run sees the moving image warped by the map so far. Returns the runs'
+        velocities and their composed map on the velocity grid (None for a single run)."""
+        runs = [self.forward(torch.cat([fixed, moving], dim=1), lam)]
+        if self.config.cascade == 1:
+            return runs, None
+        total = field.coarse_displacement(runs[0])
+        for _ in range(self.config.cascade - 1):
+            u = total if field.coarse is field.grid else resample_field(total, field.coarse, field.grid)
+            runs.append(self.forward(torch.cat([fixed, field.warp(moving, u)], dim=1), lam))
+            total = compose_on_grid(field.coarse_displacement(runs[-1]), total, field.coarse)
+        return runs, total
+
     def loss(self, sample: dict[str, Any], lam: float | None) -> tuple[torch.Tensor, dict[str, float]]:
         field = NetworkField(sample["grid"], self.network.velocity_level, self.config.integration_steps)
         fixed, moving = sample["fixed"], sample["moving"]
-        velocity = self.forward(torch.cat([fixed, moving], dim=1), lam)
+        runs, composed = self.cascade(field, fixed, moving, lam)
+        velocity = runs[0]
         soft = None
         if self.config.dice > 0 and "fixed_labels" in sample:
             soft = (self.labels.coarse_one_hot(sample["fixed_labels"]).to(fixed.device),
                     self.labels.coarse_one_hot(sample["moving_labels"]).to(fixed.device))
         if "fixed_loss" in sample:  # synthesized inputs: the similarity compares a same-contrast pair
             fixed, moving = sample["fixed_loss"], sample["moving_loss"]
-        total, terms = pair_loss(velocity, field, fixed, moving, self.metric, self.config.regularization,
-                                 self.config.dice, soft, lam, self.config.hyper_scale, self.config.similarity_weight)
+        total, terms = pair_loss(runs, field, fixed, moving, self.metric, self.config.regularization,
+                                 self.config.dice, soft, lam, self.config.hyper_scale, self.config.similarity_weight,
+                                 composed)
         if self.config.inverse_consistency > 0 or self.config.folding > 0:
             total = total + self._both_directions(sample, velocity, field, soft, fixed, moving, lam, terms)
         if self.config.teacher_weight > 0 and self.config.teacher is not None:
@@ -273,20 +307,27 @@ class Trainer:
         for pair in self.config.data.get("validation_pairs", []):
             sample = self.validator.sample(tuple(pair), augment=False, device=self.device)
             field = NetworkField(sample["grid"], self.network.velocity_level, self.config.integration_steps)
-            velocity = self.forward(torch.cat([sample["fixed"], sample["moving"]], dim=1), lam)
-            u = field.displacement(velocity)
+            u = self._validation_map(field, sample["fixed"], sample["moving"], lam)
             moved = field.warp(sample["moving_labels"].to(u.device).float(), u, mode="nearest")
             dices.append(label_dice(sample["fixed_labels"].numpy(), moved.round().long().cpu().numpy(),
                                     self.labels.values))
             det = jacobian_determinant(u, field.grid.spacing, field.grid.direction)
             folds.append(float((det <= 0).float().mean()) * 100.0)
             # the network's own other direction: how far the two maps are from being inverse
-            backward = field.displacement(self.forward(torch.cat([sample["moving"], sample["fixed"]], dim=1), lam))
+            backward = self._validation_map(field, sample["moving"], sample["fixed"], lam)
             consistency.append(inverse_consistency_error(u, backward, field.grid, sample["fixed"] > 0.05))
         self.network.train()
         return {"dice": float(np.mean(dices)) if dices else float("nan"),
                 "folding_percent": float(np.mean(folds)) if folds else float("nan"),
                 "ic_error_mm": float(np.mean(consistency)) if consistency else float("nan")}
+
+    def _validation_map(self, field: NetworkField, fixed: torch.Tensor, moving: torch.Tensor,
+                        lam: float | None) -> torch.Tensor:
+        """The map (all cascade runs) at the canonical grid's voxels, world mm."""
+        runs, composed = self.cascade(field, fixed, moving, lam)
+        if composed is None:
+            return field.displacement(runs[0])
+        return composed if field.coarse is field.grid else resample_field(composed, field.coarse, field.grid)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
@@ -417,6 +458,7 @@ class Trainer:
                    if synthesized else "skull-stripped T1-weighted brain MRI"),
             channels=["fixed", "moving after the affine"],
             labels=self.labels.values if self.labels else [],
+            **({"cascade": self.config.cascade} if self.config.cascade > 1 else {}),
             **({"synthesis": dict(self.config.synthesis)} if synthesized else {
                 "intensity_histogram": [round(float(v), 6) for v in reference],
                 # an input further than this from the training histogram gets a warning
