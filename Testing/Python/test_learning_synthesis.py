@@ -93,6 +93,33 @@ def test_training_on_synthesized_images_never_feeds_the_subjects_images(tmp_path
     assert load_model(str(out)).card["name"] == "tiny"
 
 
+@pytest.mark.parametrize("independent, shared_draws", [(0.0, 6), (1.0, 0)])
+def test_independent_contrasts_or_one_shared_contrast_for_both_inputs(tmp_path: Path, data_root: Path,
+                                                                       independent: float, shared_draws: int):
+    """``independent`` 0 (how a network trained from scratch starts): both inputs get one contrast,
+    so every class has the same brightness order in both; 1 (the default): two independent
+    contrasts, whose orders differ in most draws."""
+    from regsuite.learning.config import TrainingConfig
+    from regsuite.learning.training import Trainer
+
+    plain = {"spread": 0.0, "blur_voxels": 0.0, "bias": 0.0, "noise": 0.0, "gamma": 0.0, "background_zero": 1.0}
+    path = _config(tmp_path, data_root, synthesis={**plain, "independent": independent}, similarity_weight=0.0,
+                   augmentation={"rotation_degrees": 0.0, "scale": 0.0, "translation_mm": 0.0, "gamma": 0.0, "noise": 0.0})
+    trainer = Trainer(TrainingConfig.from_file(path), tmp_path / "run", torch.device("cpu"), data_root,
+                      log=lambda line: None, threads=1)
+    trainer.load_data()
+    same = 0
+    for _ in range(6):
+        sample = trainer.sampler.sample()
+        orders = []
+        for image, labels in ((sample["fixed"], sample["fixed_labels"]), (sample["moving"], sample["moving_labels"])):
+            classes = trainer.labels.classes(labels)
+            orders.append(tuple(np.argsort([float(image[classes == c].mean()) for c in (1, 2, 3)])))
+        same += orders[0] == orders[1]
+    # 3 classes: two independent draws share an order with probability 1/6 (at most 3 of 6 here)
+    assert same == shared_draws if independent == 0.0 else same <= 3
+
+
 def test_the_any_contrast_model_takes_an_inverted_contrast_without_warning():
     """The shipped contrast-agnostic model: its card says what it was trained on and holds no T1
     histogram, so a T2-like (inverted) input registers without the T1 models' warning, while the

@@ -185,8 +185,13 @@ class PairSampler:
             count = len(self.classes) + 2
             fc, mc = (self.synthesis_classes(labels[key], on_grid(subject.brain, grid, t, labels=True))
                       for key, subject, t in (("fixed_labels", fixed, None), ("moving_labels", moving, transform)))
-            # the network's inputs: two independent contrasts
-            f, m = (synthesize(c, count, generator, self.synthesis) for c in (fc, mc))
+            # the network's inputs: two independent contrasts (or, with probability
+            # 1 - independent, one shared contrast: how a network trained from scratch starts)
+            # (no draw at 1.0, so configs written before this option sample as they did)
+            independent = (self.synthesis["independent"] >= 1
+                           or float(torch.rand((), generator=generator)) < self.synthesis["independent"])
+            contrast = None if independent else random_contrast(count, generator, self.synthesis)
+            f, m = (synthesize(c, count, generator, self.synthesis, contrast) for c in (fc, mc))
             # the similarity loss's images: one shared contrast, plainly rendered
             shared = random_contrast(count, generator, {"background_zero": 1.0, "spread": 0.0})
             loss_images = {key: synthesize(c, count, generator, PLAIN_RENDERING, shared).to(device)

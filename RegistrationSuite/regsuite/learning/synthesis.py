@@ -18,7 +18,11 @@ Options (a config's ``synthesis`` object; every value has a default):
 * ``blur_voxels``: the largest Gaussian sigma in voxels of the canonical grid, 1.0;
 * ``bias``: the largest standard deviation of the log bias field, 0.3 (on a 4 x 5 x 4 lattice);
 * ``gamma``: the standard deviation of log gamma, 0.25;
-* ``noise``: the largest noise standard deviation after normalisation, 0.03.
+* ``noise``: the largest noise standard deviation after normalisation, 0.03;
+* ``independent``: the probability that the network's two inputs get independent contrasts,
+  default 1.0; otherwise they share one contrast (each still gets its own blur, bias, gamma and
+  noise). A network trained from scratch starts with shared contrasts (0.0), which it learns as
+  it would learn one real contrast, and then goes on with independent ones.
 
 Example:
     >>> import torch
@@ -40,7 +44,7 @@ from ..engine.filters import gaussian_blur
 
 #: defaults of a config's ``synthesis`` options (see the module docstring)
 SYNTHESIS_DEFAULTS: dict[str, float] = {"background_zero": 0.8, "spread": 0.05, "blur_voxels": 1.0,
-                                        "bias": 0.3, "gamma": 0.25, "noise": 0.03}
+                                        "bias": 0.3, "gamma": 0.25, "noise": 0.03, "independent": 1.0}
 
 
 def synthesis_options(options: Mapping[str, Any] | None, source: str = "synthesis") -> dict[str, float]:
@@ -53,8 +57,9 @@ def synthesis_options(options: Mapping[str, Any] | None, source: str = "synthesi
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"{source}: {key} must be a non-negative number, got {value!r}")
         merged[key] = float(value)
-    if merged["background_zero"] > 1:
-        raise ValueError(f"{source}: background_zero is a probability in [0, 1], got {merged['background_zero']}")
+    for key in ("background_zero", "independent"):
+        if merged[key] > 1:
+            raise ValueError(f"{source}: {key} is a probability in [0, 1], got {merged[key]}")
     return merged
 
 
