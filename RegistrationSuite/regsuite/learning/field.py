@@ -54,7 +54,11 @@ class NetworkField:
 
     def displacement(self, velocity: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """``exp(scale v)`` (world mm) at the canonical grid's voxels."""
-        coarse = self.coarse_displacement(velocity, scale)
+        return self.displacement_of_world(scale * self.world_velocity(velocity))
+
+    def displacement_of_world(self, velocity: torch.Tensor) -> torch.Tensor:
+        """``exp(v)`` of a world velocity (mm) on the velocity grid, at the canonical grid's voxels."""
+        coarse = self.integrator.exponential(velocity)
         return coarse if self.coarse is self.grid else resample_field(coarse, self.coarse, self.grid)
 
     def warp(self, image: torch.Tensor, displacement: torch.Tensor, grid: Grid | None = None,

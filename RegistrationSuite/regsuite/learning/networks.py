@@ -162,8 +162,15 @@ def _affine_net(**options: Any) -> nn.Module:
     return AffineNet(**options)
 
 
-#: architecture name -> network class (``affine``: :class:`~regsuite.learning.affine.AffineNet`)
-ARCHITECTURES = {"voxelmorph": VoxelMorphUNet, "hypermorph": HyperMorphUNet, "affine": _affine_net}
+def _pyramid_net(**options: Any) -> nn.Module:
+    from .pyramid import PyramidNet  # learning/pyramid.py builds on this module's U-Net
+    return PyramidNet(**options)
+
+
+#: architecture name -> network class (``affine``: :class:`~regsuite.learning.affine.AffineNet`,
+#: ``pyramid``: :class:`~regsuite.learning.pyramid.PyramidNet`)
+ARCHITECTURES = {"voxelmorph": VoxelMorphUNet, "hypermorph": HyperMorphUNet, "affine": _affine_net,
+                 "pyramid": _pyramid_net}
 
 
 def build_network(architecture: str, options: dict[str, Any]) -> nn.Module:

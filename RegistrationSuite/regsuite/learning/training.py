@@ -357,10 +357,15 @@ class Trainer:
         self.history = json.loads(state["history"])
 
     def load_initial_weights(self, path: str) -> None:
-        """Warm start: weights of a trained network (a HyperMorph starts from its U-Net's)."""
+        """Warm start: weights of a trained network (a HyperMorph starts from its U-Net's, a
+        pyramid's fine level from a VoxelMorph network's)."""
         from .models import read_weights
         state = read_weights(Path(path))
-        target = self.network.unet if self.hyper and not any(k.startswith("unet.") for k in state) else self.network
+        target = self.network
+        if self.hyper and not any(k.startswith("unet.") for k in state):
+            target = self.network.unet
+        elif self.config.architecture == "pyramid" and not any(k.startswith("fine.") for k in state):
+            target = self.network.fine
         target.load_state_dict(state)
 
     # ------------------------------------------------------------------ loop
