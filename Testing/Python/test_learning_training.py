@@ -128,6 +128,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, data_root
     ({"synthesis": [1]}, "synthesis must be a JSON object"),
     ({"similarity_weight": -1}, "similarity_weight"),
     ({"synthesis": {"independent": 1.5}}, "independent is a probability"),
+    ({"architecture": "pyramid", "network": {"hidden": 32}}, "network options for 'pyramid'"),
+    ({"network": {"velocity_level": 3}}, "velocity_level must be 0"),
     ({"cascade": 0}, "cascade must be an integer from 1 to 5"),
     ({"cascade": 6}, "cascade must be an integer from 1 to 5"),
     ({"cascade": 2, "inverse_consistency": 0.1}, "cannot be combined with inverse_consistency"),

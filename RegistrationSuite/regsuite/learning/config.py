@@ -108,6 +108,13 @@ class TrainingConfig:
             value = getattr(config, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
                 raise InputError(f"{source}: {key} must be a positive integer, got {value!r}")
+        if not isinstance(config.network, Mapping):
+            raise InputError(f"{source}: network must be a JSON object of the architecture's options")
+        try:  # a few hundred thousand parameters: cheap, and names a wrong option before any data is read
+            from .networks import build_network
+            build_network(config.architecture, dict(config.network))
+        except (TypeError, ValueError) as error:
+            raise InputError(f"{source}: network options for '{config.architecture}': {error}") from None
         from ..engine.config import MAX_CASCADE
         if isinstance(config.cascade, bool) or not isinstance(config.cascade, int) \
                 or not 1 <= config.cascade <= MAX_CASCADE:
