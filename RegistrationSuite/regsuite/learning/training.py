@@ -53,17 +53,6 @@ def soft_dice_loss(fixed: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
     return 1.0 - dice.mean()
 
 
-def cascade_displacement(runs: Sequence[torch.Tensor], field: NetworkField) -> torch.Tensor:
-    """The map ``exp(v_1) o exp(v_2) o ... o exp(v_k)`` of a cascade's runs (world mm on the
-    velocity grid), composed as :class:`~regsuite.engine.transforms.cascade.VelocityChain`
-    composes them at inference, but differentiable."""
-    total = field.coarse_displacement(runs[0])
-    for velocity in runs[1:]:
-        # the later run acts first on a fixed point: total o exp(v)
-        total = compose_on_grid(field.coarse_displacement(velocity), total, field.coarse)
-    return total
-
-
 def pair_loss(velocity: torch.Tensor | Sequence[torch.Tensor], field: NetworkField, fixed: torch.Tensor,
               moving: torch.Tensor, metric: torch.nn.Module, regularization: float, dice_weight: float = 0.0,
               soft_labels: tuple[torch.Tensor, torch.Tensor] | None = None, lam: float | None = None,
@@ -81,8 +70,8 @@ def pair_loss(velocity: torch.Tensor | Sequence[torch.Tensor], field: NetworkFie
     ``similarity_weight`` (0: not computed, the images only feed the network).
 
     A recursive cascade passes its runs' velocities as a list and their composed map as
-    ``displacement`` (on the velocity grid, :func:`cascade_displacement`); the regularizer is the
-    sum over the runs.
+    ``displacement`` (on the velocity grid, :meth:`Trainer.cascade`); the regularizer is the sum
+    over the runs.
     """
     velocities = [velocity] if isinstance(velocity, torch.Tensor) else list(velocity)
     coarse_u = field.coarse_displacement(velocities[0]) if displacement is None else displacement
