@@ -178,6 +178,9 @@ SIGNAL_CHILD = textwrap.dedent("""
     import os, signal, sys
     import SimpleITK as sitk
     from regsuite.cli.main import main
+    # Ctrl-C in a terminal: a process started in the background by a non-interactive shell (a
+    # script's "cmd &") inherits SIGINT ignored, and Python then keeps ignoring it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     real = sitk.WriteImage
     def write_then_signal(*args, **kwargs):  # the signal arrives while the output is being written
         real(*args, **kwargs)
