@@ -18,8 +18,8 @@ from regsuite.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET_NAMES = ["affine", "affine-fast", "brain-any-contrast", "brain-any-contrast-io", "brain-mri", "brain-mri-coarse",
-                "brain-mri-fast", "brain-mri-hypermorph", "brain-mri-voxelmorph", "brain-mri-voxelmorph-ic", "bspline",
-                "ct-mr", "deformable", "lung-ct", "multimodal-rigid", "rigid"]
+                "brain-mri-fast", "brain-mri-hypermorph", "brain-mri-voxelmorph", "brain-mri-voxelmorph-cascade",
+                "brain-mri-voxelmorph-ic", "bspline", "ct-mr", "deformable", "lung-ct", "multimodal-rigid", "rigid"]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -105,8 +105,12 @@ def test_preset_runs_end_to_end_on_a_phantom(name):
         elif stage["model"] == "network":
             # the brain networks know skull-stripped T1 brains, not this smooth phantom: no gain is
             # promised on it (measured: local NCC -0.0372 -> -0.0365), but a broken stage (a field
-            # in the wrong frame or units) would ruin it: at most 10 % worse
-            assert after <= before + 0.1 * abs(before), (name, stage)
+            # in the wrong frame or units) would ruin it: at most 10 % worse per network run. A
+            # cascade repeats the out-of-place field: 2 runs measured -0.0326 (12 %) with the
+            # cascade-trained network, -0.0317 with brain-t1-voxelmorph; the same 2 runs with the
+            # field's sign flipped give -0.0218 (41 % worse)
+            runs = stage.get("cascade", 1)
+            assert after <= before + 0.1 * runs * abs(before), (name, stage)
         else:  # the warp is there to be reduced: measured gains 0.006-0.055 after 2-9 iterations
             assert after < before, (name, stage)
 
@@ -128,6 +132,10 @@ def test_preset_runs_end_to_end_on_a_phantom(name):
         back = np.array(result.inverse.TransformPoint(mapped.tolist()))
         # exact for linear results; exp(-v) o exp(v) of the velocity presets is off by an
         # interpolation error, measured 0.009-0.020 mm here (under 1/100 of the 2.5 mm voxels); a
-        # network's field lives on its 4 mm velocity grid: measured 0.084 mm (under 1/40 of 4 mm)
+        # network's field lives on its 4 mm velocity grid: measured 0.084 mm (under 1/40 of 4 mm);
+        # a cascade's maps are composed on that grid, each direction with its own interpolation
+        # error: 2 runs measured 0.31 mm here (under 1/12 of 4 mm; on a brain pair 0.39 mm mean)
         network = any(stage["model"] == "network" for stage in config["stages"])
-        assert np.linalg.norm(back - x) < (0.1 if network else 0.025), (name, back, x)
+        runs = max([stage.get("cascade", 1) for stage in config["stages"]])
+        tolerance = (0.5 if runs > 1 else 0.1) if network else 0.025
+        assert np.linalg.norm(back - x) < tolerance, (name, back, x)

@@ -318,7 +318,7 @@ def test_learned_presets_and_the_lambda_slider_update_the_result_in_place(widget
     _select(ui.methodComboBox, "Deep learning (VoxelMorph/HyperMorph)")
     learned = [ui.presetComboBox.itemText(i) for i in range(ui.presetComboBox.count)]
     assert learned == ["brain-any-contrast", "brain-any-contrast-io", "brain-mri-fast", "brain-mri-hypermorph",
-                       "brain-mri-voxelmorph", "brain-mri-voxelmorph-ic"]
+                       "brain-mri-voxelmorph", "brain-mri-voxelmorph-cascade", "brain-mri-voxelmorph-ic"]
     assert parameters.preset == "brain-mri-fast" and not slider.visible
     assert [ui.stagesTableWidget.item(r, 0).text() for r in range(ui.stagesTableWidget.rowCount)] == \
         ["rigid", "affine", "network", "svf"]

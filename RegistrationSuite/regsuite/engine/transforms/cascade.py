@@ -6,7 +6,9 @@ to the moving image warped by the steps before it and predicts ``exp(v_i)``. The
     T(x) = exp(v_1)(exp(v_2)(... exp(v_k)(x)))
 
 (the last step acts first on a fixed point: it refines the alignment the earlier steps left),
-a diffeomorphism with the exact inverse ``exp(-v_k) o ... o exp(-v_1)``. All fields share one
+a diffeomorphism with the inverse ``exp(-v_k) o ... o exp(-v_1)`` (as fields, both directions are
+composed on the grid by linear interpolation, so they undo each other up to that interpolation,
+less closely than one field's ``exp(v)`` and ``exp(-v)``). All fields share one
 grid; displacements are world mm, like :class:`~regsuite.engine.transforms.dense.VelocityField`.
 
 Example (two equal steps are one step of twice the velocity):
