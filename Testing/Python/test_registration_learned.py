@@ -217,6 +217,19 @@ def test_stage_table_rows_of_learned_presets(logic, tmp_path):
     rows[3]["levels"] = "2/1/10; 1/0/5"
     edited = rowsToPresetStages(preset, rows)["stages"][3]["levels"]
     assert [lv["iterations"] for lv in edited] == [10, 5] and edited[1]["learning_rate"] == 2.0
+    # a cascade: the model, then xK; editing K changes the runs, a bad K is the preset's error
+    cascade = logic.loadPreset("brain-mri-voxelmorph-cascade")
+    rows = presetStagesToRows(cascade)
+    assert rows[-1]["levels"] == "brain-t1-voxelmorph-cascade x2"
+    assert rowsToPresetStages(cascade, rows) == cascade
+    rows[-1]["levels"] = "brain-t1-voxelmorph-cascade x3"
+    assert rowsToPresetStages(cascade, rows)["stages"][-1]["cascade"] == 3
+    rows[-1]["levels"] = "brain-t1-voxelmorph"
+    assert rowsToPresetStages(cascade, rows)["stages"][-1] == {**cascade["stages"][-1], "cascade": 1,
+                                                               "network": "brain-t1-voxelmorph"}
+    rows[-1]["levels"] = "brain-t1-voxelmorph x9"
+    with pytest.raises(PresetError, match="cascade"):
+        rowsToPresetStages(cascade, rows)
     hyper = logic.loadPreset("brain-mri-hypermorph")
     rows = presetStagesToRows(hyper)
     assert rowsToPresetStages(hyper, rows)["stages"][-1]["lambda"] == hyper["stages"][-1]["lambda"]

@@ -2,16 +2,20 @@
 
 A row has five cells: model, metric, levels (``shrink/smoothing/iterations`` separated by ``;``),
 the summed regularization weight and the step size. A learned stage (:data:`LEARNED_STAGES`)
-names its model in the Levels cell instead.
+names its model in the Levels cell instead, followed by `` xK`` for a network run K times as a
+recursive cascade (e.g. ``brain-t1-voxelmorph-cascade x2``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 #: stages that run a shipped network; the stage table names their model in the Levels cell
 LEARNED_STAGES = ("network", "affine-network")
+#: a network stage's Levels cell: the model, then `` xK`` for a cascade of K runs
+_CASCADE = re.compile(r"^(?P<network>.*?)\s+x(?P<runs>\d+)$")
 
 
 def _errors() -> Any:
@@ -24,7 +28,8 @@ def presetStagesToRows(preset: dict[str, Any]) -> list[dict[str, str]]:
     """The stages of a preset dict as table rows (model, metric, levels, regularization, step size).
 
     A learned stage (``network``, ``affine-network``) has no levels, regularization or step: its
-    Levels cell names the learned model (e.g. ``brain-t1-hypermorph``) and the other two are empty.
+    Levels cell names the learned model (e.g. ``brain-t1-hypermorph``; a cascade adds `` x2``) and
+    the other two are empty.
 
     Example:
         >>> rows = presetStagesToRows({"stages": [{"model": "rigid", "metric": "ncc", "learning_rate": 1.0,
@@ -35,8 +40,10 @@ def presetStagesToRows(preset: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for stage in preset.get("stages", []):
         if stage.get("model") in LEARNED_STAGES:
+            runs = int(stage.get("cascade", 1) or 1)
             rows.append({"model": stage["model"], "metric": str(stage.get("metric", "ncc")),
-                         "levels": str(stage.get("network", "")), "regularization": "", "step": ""})
+                         "levels": str(stage.get("network", "")) + (f" x{runs}" if runs > 1 else ""),
+                         "regularization": "", "step": ""})
             continue
         levels = "; ".join(f"{_num(level['shrink'])}/{_num(level['smoothing'])}/{int(level['iterations'])}"
                            for level in stage.get("levels", []))
@@ -60,8 +67,12 @@ def rowsToPresetStages(preset: dict[str, Any], rows: list[dict[str, str]]) -> di
         where = f"stage {number}"
         stage["model"] = row["model"].strip()
         stage["metric"] = row["metric"].strip()
-        if stage["model"] in LEARNED_STAGES:  # its Levels cell names the learned model
-            stage["network"] = row["levels"].strip()
+        if stage["model"] in LEARNED_STAGES:  # its Levels cell names the learned model (and a cascade)
+            text = row["levels"].strip()
+            cascade = _CASCADE.match(text) if stage["model"] == "network" else None
+            stage["network"] = cascade["network"] if cascade else text
+            if stage["model"] == "network":
+                stage["cascade"] = int(cascade["runs"]) if cascade else 1
             continue
         levels = []
         previous = stage.get("levels") or []  # a level's own options (step, smoothing, ...) stay with its position
