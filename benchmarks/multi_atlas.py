@@ -11,8 +11,8 @@ command is repeated, so an interrupted run resumes)::
 
     python benchmarks/multi_atlas.py --preset brain-mri-coarse --methods majority,weighted,joint \
         --out benchmarks/results/multi_atlas
-    python benchmarks/multi_atlas.py --preset brain-mri-coarse --methods staple --targets 8,9,10 \
-        --name results-staple --out benchmarks/results/multi_atlas      # STAPLE is slow: a few targets
+    python benchmarks/multi_atlas.py --preset brain-mri-coarse --methods majority,staple \
+        --name results-staple --out benchmarks/results/multi_atlas      # STAPLE is slow: its own run
     python benchmarks/multi_atlas.py --subjects 1,2,3 --methods majority --preset affine-fast --out /tmp/mas
     python benchmarks/multi_atlas.py --workers 2 --threads-per-worker 1 --out ...      # a Dask LocalCluster
     python benchmarks/multi_atlas.py --scheduler tcp://host:8786 --out ...             # a running scheduler
