@@ -113,14 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from regsuite.engine.registration import register
 
-    if not (Path(args.data) / "oasis_trt20").is_dir():
-        print(f"learned_options: error: data folder '{Path(args.data) / 'oasis_trt20'}' does not exist", file=sys.stderr)
-        return 2
-    try:
-        pairs = suites.parse_brain_pairs(args.pairs)
-    except ValueError as error:
-        print(f"learned_options: error: {error}", file=sys.stderr)
-        return 2
+    pairs = suites.checked_brain_pairs(parser, args.pairs, Path(args.data))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -87,6 +89,17 @@ def parse_brain_pairs(text: str) -> list[tuple[int, int]]:
             raise ValueError(f"brain pair {item!r} needs two different subjects from 1 to 10")
         pairs.append(pair)
     return pairs
+
+
+def checked_brain_pairs(parser: "argparse.ArgumentParser", text: str, data: Path) -> list[tuple[int, int]]:
+    """:func:`parse_brain_pairs` for a benchmark's command line: a bad ``--pairs`` or a ``--data``
+    folder without ``oasis_trt20/`` is the parser's one-line error (exit status 2)."""
+    if not (Path(data) / "oasis_trt20").is_dir():
+        parser.error(f"data folder '{Path(data) / 'oasis_trt20'}' does not exist (use --data)")
+    try:
+        return parse_brain_pairs(text)
+    except ValueError as error:
+        parser.error(f"--pairs: {error}")
 
 
 def brain_cases(data: Path, count: Optional[int] = None,

@@ -439,3 +439,17 @@ def test_learned_affine_misalignments_and_moved_images_are_what_they_say():
     found = np.array(q.TransformPoint(moved.TransformIndexToPhysicalPoint([int(v) for v in moved_peak])))
     assert np.linalg.norm(found - target) <= 1.8  # within a voxel diagonal (1 mm voxels)
     assert np.linalg.norm(found - np.array(moved.TransformIndexToPhysicalPoint([int(v) for v in moved_peak]))) > 5.0
+
+
+@pytest.mark.parametrize("module", ["learned_affine", "learned_options"])
+def test_learned_benchmarks_refuse_bad_pairs_and_data_in_one_line(tmp_path, capsys, module):
+    """Both go through ``suites.checked_brain_pairs``: exit status 2, one line naming the problem."""
+    script = importlib.import_module(f"benchmarks.{module}")
+    (tmp_path / "oasis_trt20").mkdir()
+    for argv, needle in ((["--data", str(tmp_path / "none")], "does not exist"),
+                         (["--data", str(tmp_path), "--pairs", "8-8"], "--pairs: brain pair '8-8'")):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main(argv + ["--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and needle in err[-1], err
+    assert not (tmp_path / "out").exists()
