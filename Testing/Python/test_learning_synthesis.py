@@ -12,7 +12,7 @@ import torch
 
 from regsuite.cli.main import main
 from regsuite.learning.models import load_model
-from regsuite.learning.synthesis import SYNTHESIS_DEFAULTS, synthesis_options, synthesize
+from regsuite.learning.synthesis import SYNTHESIS_DEFAULTS, random_contrast, synthesis_options, synthesize, tissue_groups
 
 from test_learning_training import _config, data_root  # noqa: F401  (data_root: the tiny subjects fixture)
 
@@ -50,6 +50,46 @@ def test_two_draws_are_two_contrasts_and_a_seed_repeats_its_draw():
     assert len(orders) >= 3  # the labels' brightness order changes from draw to draw
     again = synthesize(classes, 4, torch.Generator().manual_seed(0), PLAIN)
     assert torch.equal(again, synthesize(classes, 4, torch.Generator().manual_seed(0), PLAIN))
+
+
+def test_tissue_groups_follow_the_freesurfer_labels_of_the_oasis_maps():
+    # classes: 0 background, then the labels in order, then the brain's unlabelled voxels
+    values = [4, 43, 10, 49, 16, 1002, 2035, 8, 47, 630, 30, 62, 999]
+    groups = tissue_groups(values).tolist()
+    assert groups[0] == 0
+    csf, deep, stem, cortex, cerebellum, vessel, other, white = (groups[i] for i in (1, 3, 5, 6, 8, 11, 13, 14))
+    # numbered in their order of brightness in a T1 image, then vessels, then unknown values
+    assert [csf, cortex, cerebellum, deep, stem, white, vessel, other] == list(range(1, 9))
+    assert groups[2] == csf and groups[4] == deep and groups[7] == cortex
+    assert groups[9] == groups[10] == cerebellum and groups[12] == vessel
+    # eight different tissues, none the background's, an unknown value is a tissue of its own
+    assert len({csf, deep, stem, cortex, cerebellum, vessel, other, white}) == 8 and 0 not in groups[1:]
+    assert groups[-1] == white  # the unlabelled brain is white matter
+
+
+def test_a_contrast_per_tissue_gives_the_labels_of_one_tissue_one_grey_value_within_its_spread():
+    groups = torch.tensor([0, 1, 2, 1])  # classes 1 and 3 are one tissue
+    spread = 0.02
+    for seed in range(8):
+        means, _ = random_contrast(4, torch.Generator().manual_seed(seed), {"spread": spread, "tissue": 1.0}, groups)
+        assert abs(float(means[1] - means[3])) <= 2 * spread + 1e-7
+    # per label (tissue 0, or no groups) the two classes are unrelated
+    apart = [abs(float(m[1] - m[3])) for m in
+             (random_contrast(4, torch.Generator().manual_seed(seed), {"spread": spread}, groups)[0] for seed in range(8))]
+    assert max(apart) > 0.2
+    # rendered without spread, the two labels of a tissue are one grey value, the other tissue another
+    classes = _classes()
+    image = synthesize(classes, 4, torch.Generator().manual_seed(5), {**PLAIN, "tissue": 1.0}, None, groups)
+    assert float(image[classes == 1].mean()) == pytest.approx(float(image[classes == 3].mean()), abs=1e-6)
+    assert float(image[classes == 1].std()) < 1e-6
+    # ordered: the tissues' grey values keep the T1 order (csf 1 < ... < white matter 6)
+    t1_like = torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    for seed in range(8):
+        means, _ = random_contrast(7, torch.Generator().manual_seed(seed),
+                                   {"spread": 0.0, "tissue": 1.0, "ordered": 1.0}, t1_like)
+        assert torch.all(means[2:] >= means[1:-1])
+    with pytest.raises(ValueError, match="tissue is a probability"):
+        synthesis_options({"tissue": 1.5})
 
 
 def test_the_default_draw_blurs_biases_and_adds_noise_within_range():

@@ -23,7 +23,7 @@ import torch
 from ..errors import InputError
 from ..engine.grid import Grid
 from .canonical import canonical_grid, foreground_center, on_grid, prepare_intensity
-from .synthesis import random_contrast, synthesize
+from .synthesis import random_contrast, synthesize, tissue_groups
 
 #: how the similarity loss's same-contrast pair is rendered: label grey values only (no blur, bias or noise)
 PLAIN_RENDERING = {"background_zero": 1.0, "spread": 0.0, "blur_voxels": 0.0, "bias": 0.0, "gamma": 0.0,
@@ -138,6 +138,8 @@ class PairSampler:
         self.synthesis, self.classes = synthesis, classes
         if synthesis is not None and classes is None:
             raise ValueError("synthesized images need the label classes")
+        # tissue of each synthesis class (a contrast per tissue, option ``tissue``)
+        self.groups = tissue_groups(classes.values) if synthesis is not None else None
         self.size, self.spacing, self.augmentation, self.rng = size, spacing, augmentation, rng
         keys = sorted(subjects)
         self.pairs = [(i, j) for i in keys for j in keys if i != j]
@@ -190,8 +192,8 @@ class PairSampler:
             # (no draw at 1.0, so configs written before this option sample as they did)
             independent = (self.synthesis["independent"] >= 1
                            or float(torch.rand((), generator=generator)) < self.synthesis["independent"])
-            contrast = None if independent else random_contrast(count, generator, self.synthesis)
-            f, m = (synthesize(c, count, generator, self.synthesis, contrast) for c in (fc, mc))
+            contrast = None if independent else random_contrast(count, generator, self.synthesis, self.groups)
+            f, m = (synthesize(c, count, generator, self.synthesis, contrast, self.groups) for c in (fc, mc))
             # the similarity loss's images: one shared contrast, plainly rendered
             shared = random_contrast(count, generator, {"background_zero": 1.0, "spread": 0.0})
             loss_images = {key: synthesize(c, count, generator, PLAIN_RENDERING, shared).to(device)
