@@ -77,6 +77,39 @@ def test_coarse_one_hot_fractions():
     binary = (soft == 1.0).float()
     assert float(soft_dice_loss(binary, binary)) == pytest.approx(0.0, abs=1e-6)
     assert float(soft_dice_loss(binary, binary.roll(1, dims=1))) == pytest.approx(1.0, abs=1e-6)
+    # one-hot maps on the label map's own grid, all classes or a subset (channel 0: the rest)
+    full = classes.one_hot(labels)
+    assert full.shape == (1, 3, 4, 4, 4) and torch.equal(full.sum(1), torch.ones(1, 4, 4, 4))
+    assert float(full[0, 1].sum()) == 32 and float(full[0, 2].sum()) == 1
+    only_9 = classes.one_hot(labels, [2])
+    assert only_9.shape == (1, 2, 4, 4, 4) and torch.equal(only_9[:, 1], full[:, 2])
+    assert torch.equal(only_9[:, 0], 1 - full[:, 2])
+
+
+def test_the_dice_term_on_the_canonical_grid_sees_what_the_velocity_grid_blurs():
+    """A one-voxel (2 mm) shift of a thin slab: on the canonical grid the maps no longer overlap
+    (Dice loss 1), while the class fractions on the twice coarser velocity grid still half
+    overlap; with the map that undoes the shift both are back at 0."""
+    grid = Grid((16, 16, 16), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    field = NetworkField(grid, velocity_level=1, steps=4)
+    fixed = torch.zeros(1, 1, 16, 16, 16, dtype=torch.long)
+    fixed[..., 6:10, 6:10, 8] = 5          # a slab one voxel thick along x
+    moving = fixed.roll(1, dims=4)         # the same slab one voxel further along x
+    classes = LabelClasses([5])
+    one_hot = (classes.one_hot(fixed), classes.one_hot(moving))
+    assert one_hot[0].shape == (1, 2, 16, 16, 16) and torch.equal(one_hot[0].sum(1), torch.ones(1, 16, 16, 16))
+    coarse = (classes.coarse_one_hot(fixed), classes.coarse_one_hot(moving))
+    zero = torch.zeros(1, 3, 8, 8, 8)
+    metric = torch.nn.MSELoss()
+    terms = lambda velocity, soft, u=None: pair_loss(velocity, field, torch.zeros(1, 1, 16, 16, 16),
+                                                   torch.zeros(1, 1, 16, 16, 16), lambda *a: metric(a[0], a[1]),
+                                                   0.0, 1.0, soft, similarity_weight=0.0, displacement=u)[1]
+    assert terms(zero, one_hot)["dice_loss"] == pytest.approx(1.0, abs=1e-6)
+    assert terms(zero, coarse)["dice_loss"] < 0.6
+    # the map x -> x + 2 mm along x (world = index axes here) brings the moving slab back
+    shift = torch.zeros(1, 3, 8, 8, 8)
+    shift[:, 0] = 2.0
+    assert terms(zero, one_hot, shift)["dice_loss"] == pytest.approx(0.0, abs=1e-5)
 
 
 def _blobs(grid: Grid, shift: torch.Tensor | None = None) -> torch.Tensor:

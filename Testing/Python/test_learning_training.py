@@ -128,6 +128,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, data_root
     ({"synthesis": [1]}, "synthesis must be a JSON object"),
     ({"similarity_weight": -1}, "similarity_weight"),
     ({"synthesis": {"independent": 1.5}}, "independent is a probability"),
+    ({"synthesis": {"tissue": 2}}, "tissue is a probability"),
+    ({"synthesis": {"ordered": -1}}, "ordered must be a non-negative number"),
+    ({"dice_grid": "fine"}, "dice_grid must be one of velocity, canonical"),
+    ({"dice_labels": -3}, "dice_labels must be a non-negative integer"),
     ({"architecture": "pyramid", "network": {"hidden": 32}}, "network options for 'pyramid'"),
     ({"network": {"velocity_level": 3}}, "velocity_level must be 0"),
     ({"cascade": 0}, "cascade must be an integer from 1 to 5"),
@@ -220,3 +224,28 @@ def test_cascade_training_composes_its_runs_as_inference_does_and_the_card_says_
     trainer.config.cascade = 2
     card = json.loads(trainer.export("regsuite train --config c.json --output-dir runs/cascade").read_text())
     assert card["cascade"] == 2 and "cascade of 2" in (tmp_path / "cascade" / "card.md").read_text()
+
+
+def test_the_dice_term_on_the_canonical_grid_compares_a_random_subset_of_the_labels(tmp_path: Path, data_root: Path):
+    """``dice_grid`` canonical with ``dice_labels`` 1: each step's Dice term compares one-hot maps
+    of one label class present in the fixed map, on the canonical grid; a training run goes
+    through and the exported card keeps the options."""
+    from regsuite.learning.config import TrainingConfig
+    from regsuite.learning.training import Trainer
+
+    path = _config(tmp_path, data_root, dice_grid="canonical", dice_labels=1, iterations=2)
+    trainer = Trainer(TrainingConfig.from_file(path), tmp_path / "fine", torch.device("cpu"), data_root,
+                      log=lambda line: None, threads=1)
+    trainer.run()
+    sample = trainer.sampler.sample()
+    present = {int(c) for c in torch.unique(trainer.labels.classes(sample["fixed_labels"])) if int(c) > 0}
+    drawn = [trainer._dice_subset(sample["fixed_labels"]) for _ in range(12)]
+    assert all(len(subset) == 1 and set(subset) <= present for subset in drawn)
+    assert len({tuple(subset) for subset in drawn}) > 1  # a different class from step to step
+    seen = []
+    original = trainer.labels.one_hot
+    trainer.labels.one_hot = lambda labels, subset=None: seen.append(subset) or original(labels, subset)
+    total, terms = trainer.loss(sample, None)
+    assert len(seen) == 2 and seen[0] == seen[1] and 0.0 <= terms["dice_loss"] <= 1.0
+    card = json.loads(trainer.export("regsuite train --config c.json --output-dir fine").read_text())
+    assert card["training"]["config"]["dice_grid"] == "canonical" and card["training"]["config"]["dice_labels"] == 1

@@ -18,6 +18,9 @@ from typing import Any, Mapping
 from ..errors import InputError
 from .networks import ARCHITECTURES
 
+#: where the Dice term may compare the label maps (``TrainingConfig.dice_grid``)
+DICE_GRIDS = ("velocity", "canonical")
+
 
 @dataclass
 class TrainingConfig:
@@ -35,6 +38,13 @@ class TrainingConfig:
     metric_options: dict[str, Any] = field(default_factory=lambda: {"radius": 2})
     regularization: float = 0.1
     dice: float = 1.0
+    #: where the soft Dice term compares the label maps: ``velocity`` (class fractions on the
+    #: network's velocity grid, cheap) or ``canonical`` (one-hot maps on the canonical grid, warped
+    #: by the full map: the cortical parcels' boundaries at the grid's resolution)
+    dice_grid: str = "velocity"
+    #: ``canonical`` Dice term: the number of label classes it compares per step, drawn at random
+    #: from those in the fixed map (0: all; fewer cost less: each class is one warped map)
+    dice_labels: int = 0
     #: weight of the similarity measure; 0 (a synthesized-image model) leaves the loss to the
     #: label maps (Dice term), the regularizer and the teacher
     similarity_weight: float = 1.0
@@ -104,10 +114,14 @@ class TrainingConfig:
                     or value < 0 or (minimum is not None and value <= minimum):
                 raise InputError(f"{source}: {key} must be a {'positive' if minimum is not None else 'non-negative'} "
                                  f"number, got {value!r}")
-        for key in ("iterations", "checkpoint_every", "validate_every", "integration_steps", "seed"):
+        for key in ("iterations", "checkpoint_every", "validate_every", "integration_steps", "seed", "dice_labels"):
             value = getattr(config, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
-                raise InputError(f"{source}: {key} must be a positive integer, got {value!r}")
+            zero = key in ("seed", "dice_labels")
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+                raise InputError(f"{source}: {key} must be a {'non-negative' if zero else 'positive'} integer, "
+                                 f"got {value!r}")
+        if config.dice_grid not in DICE_GRIDS:
+            raise InputError(f"{source}: dice_grid must be one of {', '.join(DICE_GRIDS)}, got {config.dice_grid!r}")
         if not isinstance(config.network, Mapping):
             raise InputError(f"{source}: network must be a JSON object of the architecture's options")
         try:  # a few hundred thousand parameters: cheap, and names a wrong option before any data is read

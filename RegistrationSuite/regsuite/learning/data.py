@@ -109,6 +109,17 @@ class LabelClasses:
         inside = labels < self.lookup.numel()
         return torch.where(inside, self.lookup.to(labels.device)[labels.clamp(max=self.lookup.numel() - 1)], 0)
 
+    def one_hot(self, labels: torch.Tensor, subset: list[int] | None = None) -> torch.Tensor:
+        """``(1, K + 1, D, H, W)`` one-hot float maps of a ``(1, 1, D, H, W)`` label map (channel 0:
+        background and unknown values); with ``subset`` (class indices 1..K) only those classes,
+        ``(1, len(subset) + 1, D, H, W)``, channel 0 then everything else."""
+        classes = self.classes(labels)[:, 0]
+        if subset is None:
+            return torch.nn.functional.one_hot(classes, len(self) + 1).permute(0, 4, 1, 2, 3).float()
+        maps = [classes[:, None] == int(index) for index in subset]
+        rest = ~torch.stack(maps, dim=0).any(dim=0) if maps else torch.ones_like(classes[:, None], dtype=torch.bool)
+        return torch.cat([rest, *maps], dim=1).float()
+
     def coarse_one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         """``(1, K + 1, ceil(D/2), ceil(H/2), ceil(W/2))`` class fractions of a ``(1, 1, D, H, W)`` label map."""
         classes = self.classes(labels)[0, 0]

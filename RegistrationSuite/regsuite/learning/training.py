@@ -63,7 +63,8 @@ def pair_loss(velocity: torch.Tensor | Sequence[torch.Tensor], field: NetworkFie
     ``velocity`` is the network's output on ``field``'s velocity grid; the moving image is warped
     by ``exp(v)`` at the canonical grid's voxels and compared with ``metric``; the engine's
     ``diffusion`` regularizer acts on the world velocity; ``soft_labels`` (fixed, moving class
-    fractions on the velocity grid, :meth:`LabelClasses.coarse_one_hot`) add ``dice_weight``
+    fractions on the velocity grid, :meth:`LabelClasses.coarse_one_hot`, or one-hot maps on the
+    canonical grid, :meth:`LabelClasses.one_hot`, warped by the map there) add ``dice_weight``
     times a soft Dice loss. With ``lam`` (HyperMorph) the total is
     ``(1 - lam) (similarity + dice term) + lam * hyper_scale * diffusion``, else
     ``similarity + dice term + regularization * diffusion``; the similarity is weighed by
@@ -78,13 +79,19 @@ def pair_loss(velocity: torch.Tensor | Sequence[torch.Tensor], field: NetworkFie
     smooth = sum(diffusion(field.world_velocity(v), field.coarse.spacing, field.coarse.direction) for v in velocities)
     terms = {"diffusion": float(smooth.detach())}
     data_term = torch.zeros((), device=velocities[0].device)
+    u = None
     if similarity_weight > 0:
         u = coarse_u if field.coarse is field.grid else resample_field(coarse_u, field.coarse, field.grid)
         similarity = metric(fixed, field.warp(moving, u), None, field.grid.spacing)
         terms["similarity"] = float(similarity.detach())
         data_term = similarity_weight * similarity
     if dice_weight > 0 and soft_labels is not None:
-        warped_soft = field.warp(soft_labels[1], coarse_u, field.coarse)
+        if tuple(soft_labels[1].shape[2:]) == tuple(field.coarse.shape_zyx):
+            warped_soft = field.warp(soft_labels[1], coarse_u, field.coarse)
+        else:  # one-hot maps on the canonical grid
+            if u is None:
+                u = coarse_u if field.coarse is field.grid else resample_field(coarse_u, field.coarse, field.grid)
+            warped_soft = field.warp(soft_labels[1], u)
         dice = soft_dice_loss(soft_labels[0], warped_soft)
         terms["dice_loss"] = float(dice.detach())
         data_term = data_term + dice_weight * dice
@@ -243,8 +250,13 @@ class Trainer:
         velocity = runs[0]
         soft = None
         if self.config.dice > 0 and "fixed_labels" in sample:
-            soft = (self.labels.coarse_one_hot(sample["fixed_labels"]).to(fixed.device),
-                    self.labels.coarse_one_hot(sample["moving_labels"]).to(fixed.device))
+            if self.config.dice_grid == "canonical":
+                subset = self._dice_subset(sample["fixed_labels"])
+                soft = tuple(self.labels.one_hot(sample[key], subset).to(fixed.device)
+                             for key in ("fixed_labels", "moving_labels"))
+            else:
+                soft = (self.labels.coarse_one_hot(sample["fixed_labels"]).to(fixed.device),
+                        self.labels.coarse_one_hot(sample["moving_labels"]).to(fixed.device))
         if "fixed_loss" in sample:  # synthesized inputs: the similarity compares a same-contrast pair
             fixed, moving = sample["fixed_loss"], sample["moving_loss"]
         total, terms = pair_loss(runs, field, fixed, moving, self.metric, self.config.regularization,
@@ -261,6 +273,17 @@ class Trainer:
             terms["teacher_mm2"] = float(distance.detach())
             terms["loss"] = float(total.detach())
         return total, terms
+
+    def _dice_subset(self, fixed_labels: torch.Tensor) -> list[int] | None:
+        """``dice_labels`` random classes present in the fixed map (None: every class)."""
+        count = self.config.dice_labels
+        if count <= 0 or count >= len(self.labels):
+            return None
+        present = torch.unique(self.labels.classes(fixed_labels))
+        present = [int(c) for c in present if int(c) > 0]
+        if len(present) <= count:
+            return present
+        return sorted(int(c) for c in self.rng.choice(present, size=count, replace=False))
 
     def _both_directions(self, sample: dict[str, Any], velocity: torch.Tensor, field: NetworkField,
                          soft: tuple[torch.Tensor, torch.Tensor] | None, fixed: torch.Tensor, moving: torch.Tensor,
