@@ -19,7 +19,7 @@ from regsuite.engine.registration import register
 from regsuite.engine.transforms.dense import resample_field
 from regsuite.errors import InputError, InputWarning, PresetError
 from regsuite.learning.inference import CanonicalPair, predict
-from regsuite.learning.models import MODEL_DIR, list_models, load_model
+from regsuite.learning.models import MODEL_DIR, card_markdown, list_models, load_model
 
 VOXELMORPH = "brain-t1-voxelmorph"
 HYPERMORPH = "brain-t1-hypermorph"
@@ -59,7 +59,7 @@ NETWORK_ONLY = {"name": "network-only", "initialization": "none",
 
 def test_shipped_models_are_listed_and_load():
     assert {VOXELMORPH, HYPERMORPH} <= set(list_models())
-    for name in (VOXELMORPH, HYPERMORPH):
+    for name in list_models():
         card = json.loads((MODEL_DIR / name / "card.json").read_text())
         assert (MODEL_DIR / name / card["weights"]["file"]).stat().st_size < 20 * 2 ** 20
         for key in ("architecture", "parameters", "grid", "normalization", "training", "validation", "licence"):
@@ -67,6 +67,14 @@ def test_shipped_models_are_listed_and_load():
         assert "CC BY-NC-SA" in card["licence"]
         markdown = (MODEL_DIR / name / "card.md").read_text()
         assert card["weights"]["sha256"] in markdown and card["training"]["command"] in markdown
+        assert markdown == card_markdown(card), name  # the human-readable card says what card.json says
+        # the config beside the card is the one the card records (the card's has every default filled in)
+        recorded = card["training"]["config"]
+        for key, value in json.loads((MODEL_DIR / name / "train.json").read_text()).items():
+            if isinstance(value, dict) and key != "teacher":
+                assert {k: recorded[key][k] for k in value} == value, (name, key)
+            else:
+                assert recorded[key] == value, (name, key)
         # no machine paths: the command names runs/<folder> and paths relative to the repository
         root = Path(__file__).resolve().parents[2]
         assert not any(str(folder) in json.dumps(card) for folder in (root, root.parent / "shared"))

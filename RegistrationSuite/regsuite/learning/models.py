@@ -136,6 +136,10 @@ def card_markdown(card: dict[str, Any]) -> str:
                     + ([f"inverse-consistency error {validation['ic_error_mm']:.2f} mm"]
                        if "ic_error_mm" in validation else [])) + ".",
     ]
+    if "stage_1" in training:  # a warm start that is itself a training run of this project
+        stage = training["stage_1"]
+        lines.append(f"- **Stage 1** (the warm start): `{stage['command']}` ({stage['iterations']} steps; "
+                     f"{stage['what']}).")
     if card.get("cascade", 1) > 1:
         lines.append(f"- **Cascade:** trained as a recursive cascade of {card['cascade']} runs (validated so); "
                      f"run it with `\"cascade\": {card['cascade']}` in the network stage.")
