@@ -21,8 +21,8 @@ Options (a config's ``synthesis`` object; every value has a default):
 * ``noise``: the largest noise standard deviation after normalisation, 0.03;
 * ``independent``: the probability that the network's two inputs get independent contrasts,
   default 1.0; otherwise they share one contrast (each still gets its own blur, bias, gamma and
-  noise). A network trained from scratch starts with shared contrasts (0.0), which it learns as
-  it would learn one real contrast, and then goes on with independent ones.
+  noise). Meant as a first stage of training from scratch (0.0), before independent contrasts;
+  measured here, such a run had not left the identity after 125 steps (``docs/LEARNING.md``).
 * ``tissue``: the probability that a contrast is drawn per tissue (:func:`tissue_groups`: cortex,
   white matter, deep grey matter, CSF, cerebellar cortex, brainstem, vessels) instead of per
   label, each label then a little off its tissue's mean (by up to ``spread``), default 0.0. MRI
@@ -30,8 +30,9 @@ Options (a config's ``synthesis`` object; every value has a default):
   neighbouring cortical parcels that no real image has.
 * ``ordered``: the probability that a contrast per tissue keeps the tissues' order of brightness
   in a T1-weighted image (CSF darkest, white matter brightest; the grey values are still random),
-  default 0.0. A network trained from scratch starts with ordered contrasts (1.0): one family of
-  contrasts, which it learns as it learns real T1 images, before any order.
+  default 0.0. Meant, like ``independent`` 0, as a first stage of training from scratch (one
+  family of contrasts, as real T1 images are); measured here, such a run had not left the
+  identity after 150 steps either (``docs/LEARNING.md``).
 
 Example:
     >>> import torch
