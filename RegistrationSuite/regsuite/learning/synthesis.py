@@ -90,8 +90,8 @@ TISSUES: dict[str, tuple[int, ...]] = {
     "white matter": (2, 7, 41, 46, 77, 85, 251, 252, 253, 254, 255),
     "vessels": (30, 62),
 }
-#: the tissues whose means ``ordered`` sorts (1..6: csf to white matter)
-ORDERED_TISSUES = 6
+#: the tissues whose means ``ordered`` sorts: 1 (csf) to white matter, in :data:`TISSUES`' order
+ORDERED_TISSUES = list(TISSUES).index("white matter") + 1
 
 
 def tissue_groups(values: list[int], unlabelled: str = "white matter") -> torch.Tensor:
