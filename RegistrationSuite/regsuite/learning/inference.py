@@ -97,7 +97,11 @@ def predict_cascade(model: LoadedModel, pair: CanonicalPair, runs: int = 1,
                     lam: float | None = None) -> VelocityField | VelocityChain:
     """The model run ``runs`` times as a recursive cascade: each run registers the fixed image
     to the moving image warped by the map so far, and the maps compose
-    (:class:`~regsuite.engine.transforms.cascade.VelocityChain`); one run is :func:`predict`."""
+    (:class:`~regsuite.engine.transforms.cascade.VelocityChain`); one run is :func:`predict`.
+
+    Between runs the maps compose on the network's velocity grid, as in training; the returned
+    chain holds the velocities on the canonical grid (twice as fine), where its map and its
+    inverse are composed, so that they undo each other more closely."""
     first = predict(model, pair, lam)
     if runs <= 1:
         return first
@@ -107,4 +111,4 @@ def predict_cascade(model: LoadedModel, pair: CanonicalPair, runs: int = 1,
         warped = field.warp(pair.moving, resample_field(chain.displacement(), chain.grid, pair.grid))
         step = predict(model, CanonicalPair(pair.grid, pair.fixed, warped), lam)
         chain = VelocityChain(first.grid, chain.velocities + [step.field], first.steps)
-    return chain
+    return chain.resampled(pair.grid)
