@@ -145,7 +145,8 @@ def card_markdown(card: dict[str, Any]) -> str:
                      f"run it with `\"cascade\": {card['cascade']}` in the network stage.")
     if "lambda_sweep" in validation:
         sweep = ", ".join(f"{lam}: {row['dice']:.4f}" for lam, row in validation["lambda_sweep"].items())
-        lines.append(f"- **Dice by lambda:** {sweep}; default lambda {card.get('default_lambda')}.")
+        choice = f" ({card['default_lambda_choice']})" if card.get("default_lambda_choice") else ""
+        lines.append(f"- **Dice by lambda:** {sweep}; default lambda {card.get('default_lambda')}{choice}.")
     lines += [
         f"- **Licence of the weights:** {card['licence']}.",
         f"- **Weights:** `{card['weights']['file']}`, {card['weights']['bytes']} bytes, "
