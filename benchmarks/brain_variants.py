@@ -1,6 +1,6 @@
 """Variants of the ``brain-mri`` preset on OASIS-TRT-20 pairs: the numbers behind its choices.
 
-Each variant is the shipped preset with some keys of its deformable (last) stage replaced; the
+Each variant is the shipped preset (``--preset``, default ``brain-mri``) with some keys of its deformable (last) stage replaced; the
 engine runs in this process (no CLI start-up, so times are shorter than the benchmark's and only
 comparable within one run), and every result is scored like the benchmark's brain suite (mean
 Dice over the labels, SD of log|J| and % J <= 0 inside the fixed brain).
@@ -10,6 +10,7 @@ Run from the repository root::
     python benchmarks/brain_variants.py --pairs 1-3,2-4,3-5 [--data ../shared/data] [--threads 2]
     python benchmarks/brain_variants.py --variant '{"update": "compositive", "field_smoothing": 0.707}'
     python benchmarks/brain_variants.py --pairs 3-5 --affine '{"levels": [[4, 2, 80], [2, 1, 25], [1, 0, 10]]}'
+    python benchmarks/brain_variants.py --preset brain-mri-fast --pairs validation --variant '{}'
 
 Without ``--variant`` it runs the ablation below: each row undoes one choice of the preset.
 
@@ -85,6 +86,8 @@ def main() -> None:
                         help="fixed-moving subject pairs, comma-separated, or a set name (default: tune, subjects 1-5)")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default="brain-mri",
+                        help="the shipped preset the variant changes (default brain-mri; the ablation is brain-mri's)")
     parser.add_argument("--variant", help="JSON object of deformable-stage keys to replace (instead of the ablation)")
     parser.add_argument("--affine", help="JSON object of first (affine) stage keys to replace, in every row")
     args = parser.parse_args()
@@ -93,7 +96,11 @@ def main() -> None:
         pairs = suites.parse_brain_pairs(args.pairs)
     except ValueError as error:
         parser.error(f"--pairs: {error}")
-    preset = json.loads((PRESET_DIR / "brain-mri.json").read_text())
+    if not (PRESET_DIR / f"{args.preset}.json").is_file():
+        parser.error(f"--preset: no shipped preset '{args.preset}'")
+    if args.preset != "brain-mri" and not args.variant:
+        parser.error("--preset other than brain-mri needs --variant (the ablation undoes brain-mri's choices)")
+    preset = json.loads((PRESET_DIR / f"{args.preset}.json").read_text())
     if args.affine:
         preset["stages"][0].update(json.loads(args.affine))
     variants = {"variant": json.loads(args.variant)} if args.variant else ABLATION
