@@ -79,19 +79,20 @@ def pair_loss(velocity: torch.Tensor | Sequence[torch.Tensor], field: NetworkFie
     smooth = sum(diffusion(field.world_velocity(v), field.coarse.spacing, field.coarse.direction) for v in velocities)
     terms = {"diffusion": float(smooth.detach())}
     data_term = torch.zeros((), device=velocities[0].device)
+    use_dice = dice_weight > 0 and soft_labels is not None
+    # the label maps' grid follows from their shape: class fractions on the velocity grid, or
+    # one-hot maps on the canonical grid, which need the map there (as the similarity does)
+    coarse_labels = use_dice and tuple(soft_labels[1].shape[2:]) == tuple(field.coarse.shape_zyx)
     u = None
-    if similarity_weight > 0:
+    if similarity_weight > 0 or (use_dice and not coarse_labels):
         u = coarse_u if field.coarse is field.grid else resample_field(coarse_u, field.coarse, field.grid)
+    if similarity_weight > 0:
         similarity = metric(fixed, field.warp(moving, u), None, field.grid.spacing)
         terms["similarity"] = float(similarity.detach())
         data_term = similarity_weight * similarity
-    if dice_weight > 0 and soft_labels is not None:
-        if tuple(soft_labels[1].shape[2:]) == tuple(field.coarse.shape_zyx):
-            warped_soft = field.warp(soft_labels[1], coarse_u, field.coarse)
-        else:  # one-hot maps on the canonical grid
-            if u is None:
-                u = coarse_u if field.coarse is field.grid else resample_field(coarse_u, field.coarse, field.grid)
-            warped_soft = field.warp(soft_labels[1], u)
+    if use_dice:
+        warped_soft = (field.warp(soft_labels[1], coarse_u, field.coarse) if coarse_labels
+                       else field.warp(soft_labels[1], u))
         dice = soft_dice_loss(soft_labels[0], warped_soft)
         terms["dice_loss"] = float(dice.detach())
         data_term = data_term + dice_weight * dice
