@@ -66,6 +66,12 @@ def _quick(name: str) -> dict[str, Any]:
     return config
 
 
+#: exp(-v) o exp(v) at the inverse check's point for presets whose result is a network's field,
+#: measured in mm (the cascade: 0.31-0.36 mm when it was composed on the 4 mm grid)
+NETWORK_INVERSE_MM = {"brain-mri-voxelmorph": 0.34, "brain-mri-voxelmorph-cascade": 0.22,
+                      "brain-mri-hypermorph": 0.17, "brain-mri-voxelmorph-ic": 0.07, "brain-any-contrast": 0.014}
+
+
 def _pair(name: str) -> tuple[sitk.Image, sitk.Image, sitk.Image | None]:
     fixed = sample_phantom(make_grid((32, 30, 28), (2.5, 2.5, 2.5)))
     moving = sample_phantom(make_grid((30, 30, 26), (2.6, 2.6, 2.7)), _inverse_map)
@@ -133,14 +139,10 @@ def test_preset_runs_end_to_end_on_a_phantom(name):
     mapped = np.array(result.transform.TransformPoint(x.tolist()))
     if result.inverse is not None:  # linear and velocity-field results: the inverse undoes the map
         back = np.array(result.inverse.TransformPoint(mapped.tolist()))
-        # exact for linear results; exp(-v) o exp(v) of the velocity presets is off by an
-        # interpolation error, measured 0.009-0.020 mm here (under 1/100 of the 2.5 mm voxels); a
-        # network's field lives on its 4 mm velocity grid: measured 0.084 mm with
-        # brain-t1-voxelmorph, 0.34 mm with brain-t1-voxelmorph-cascade run once (larger fields on
-        # this phantom; on brain pair 8<-9 0.076 and 0.21 mm mean over the brain); a cascade's
-        # maps are composed on the 2 mm canonical grid, each direction with its own interpolation
-        # error: 2 runs measured 0.22 mm here (0.36 mm when they were composed on the 4 mm grid;
-        # on 8<-9 0.17 mm mean, 0.49 mm before). Networks: under 1/10 of the 4 mm grid.
-        network = any(stage["model"] == "network" for stage in config["stages"])
-        tolerance = 0.4 if network else 0.025
+        # exact for linear results; exp(-v) o exp(v) of the velocity presets (instance
+        # optimization included) is off by an interpolation error, measured 0.009-0.020 mm here
+        # (under 1/100 of the 2.5 mm voxels). A network's result lives on its 4 mm velocity grid
+        # (a cascade's is composed on the 2 mm canonical grid), so its error grows with the field
+        # the network puts on this phantom: measured per preset below (bound: 1.25 x + 0.01 mm).
+        tolerance = 1.25 * NETWORK_INVERSE_MM[name] + 0.01 if name in NETWORK_INVERSE_MM else 0.025
         assert np.linalg.norm(back - x) < tolerance, (name, back, x)
