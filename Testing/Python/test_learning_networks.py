@@ -44,6 +44,30 @@ def test_hypermorph_is_its_unet_before_training_and_depends_on_lambda_after():
     assert not torch.allclose(hyper(pair, torch.tensor([0.0])), hyper(pair, torch.tensor([1.0])))
 
 
+def test_full_resolution_network_warm_started_from_half_resolution_weights():
+    torch.manual_seed(0)
+    half, full = VoxelMorphUNet(width=0.25, velocity_level=1), VoxelMorphUNet(width=0.25, velocity_level=0)
+    with torch.no_grad():  # a half-resolution network predicting one translation, 1.5 mm along x
+        half.head.weight.zero_()
+        half.head.bias.copy_(torch.tensor([0.375, 0.0, 0.0]))  # 0.375 of a 4 mm voxel
+    full.load_half_resolution(half.state_dict())
+    shared = {k: v for k, v in half.state_dict().items() if not k.startswith("head.")}
+    own = full.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in shared.items())
+    grid = Grid((16, 16, 16), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+    pair = torch.rand(1, 2, 16, 16, 16)
+    # the same world translation: velocity voxels of the full grid are half as long
+    for net, level in ((half, 1), (full, 0)):
+        u = NetworkField(grid, velocity_level=level, steps=6).displacement(net(pair))
+        assert torch.allclose(u[:, 0], torch.full_like(u[:, 0], 1.5), atol=1e-5)
+    with pytest.raises(ValueError, match="half-resolution counterpart"):
+        full.load_half_resolution(VoxelMorphUNet(width=0.25, velocity_level=0).state_dict())
+    with pytest.raises(ValueError, match="shape"):
+        full.load_half_resolution(VoxelMorphUNet(width=0.5, velocity_level=1).state_dict())
+    with pytest.raises(ValueError, match="only a full-resolution network"):
+        half.load_half_resolution(half.state_dict())
+
+
 def test_build_network_refuses_unknown_architecture():
     with pytest.raises(ValueError, match="unknown architecture 'transmorph'"):
         build_network("transmorph", {})

@@ -105,6 +105,44 @@ class VoxelMorphUNet(nn.Module):
         nn.init.normal_(self.head.weight, 0.0, 1e-5)
         nn.init.zeros_(self.head.bias)
 
+    def load_half_resolution(self, state: dict[str, torch.Tensor]) -> None:
+        """Warm start a full-resolution network (``velocity_level`` 0) from the weights of a
+        half-resolution one of the same features (``velocity_level`` 1).
+
+        Every block they share is copied. The one decoder block the half-resolution network
+        lacks starts as a pass-through of its upsampled input (centre tap 1, the skip's weights
+        0), and the head's weights are doubled: one velocity voxel of the half grid is two of
+        the full grid. Before training the network thus predicts about the upsampled velocity
+        of the network it came from (the instance normalisation of the new block is the
+        difference), and training refines it from there.
+
+        Example:
+            >>> coarse, fine = VoxelMorphUNet(0.25, 1), VoxelMorphUNet(0.25, 0)
+            >>> fine.load_half_resolution(coarse.state_dict())
+            >>> bool((fine.head.weight == 2 * coarse.head.weight).all())
+            True
+        """
+        if self.velocity_level != 0:
+            raise ValueError("only a full-resolution network (velocity_level 0) takes half-resolution weights")
+        new = len(self.decoder) - 1
+        missing = {k for k in self.state_dict() if k.startswith(f"decoder.{new}.")}
+        extra = set(state) - set(self.state_dict())
+        if extra or not missing.isdisjoint(state):
+            raise ValueError("the weights are not those of this network's half-resolution counterpart")
+        own = self.state_dict()
+        for key, value in state.items():
+            if own[key].shape != value.shape:
+                raise ValueError(f"weights '{key}' have shape {tuple(value.shape)}, expected {tuple(own[key].shape)}")
+        self.load_state_dict(state, strict=False)
+        block = self.decoder[new]
+        with torch.no_grad():
+            block.conv.weight.zero_()
+            block.conv.bias.zero_()
+            for channel in range(block.channels):
+                block.conv.weight[channel, channel, 1, 1, 1] = 1.0
+            self.head.weight.mul_(2.0)
+            self.head.bias.mul_(2.0)
+
     def blocks(self) -> list[ConvBlock]:
         """Every modulated block, in forward order."""
         return [*self.encoder, self.bottom, *self.decoder, *self.extra]

@@ -371,7 +371,8 @@ class Trainer:
 
     def load_initial_weights(self, path: str) -> None:
         """Warm start: weights of a trained network (a HyperMorph starts from its U-Net's, a
-        pyramid's fine level from a VoxelMorph network's)."""
+        pyramid's fine level from a VoxelMorph network's, a full-resolution U-Net from a
+        half-resolution one's, see :meth:`VoxelMorphUNet.load_half_resolution`)."""
         from .models import read_weights
         state = read_weights(Path(path))
         target = self.network
@@ -379,6 +380,11 @@ class Trainer:
             target = self.network.unet
         elif self.config.architecture == "pyramid" and not any(k.startswith("fine.") for k in state):
             target = self.network.fine
+        unet = getattr(target, "unet", target)
+        if getattr(unet, "velocity_level", None) == 0 and f"decoder.{len(unet.decoder) - 1}.conv.weight" not in {
+                k.removeprefix("unet.") for k in state}:
+            unet.load_half_resolution({k.removeprefix("unet."): v for k, v in state.items()})
+            return
         target.load_state_dict(state)
 
     # ------------------------------------------------------------------ loop
