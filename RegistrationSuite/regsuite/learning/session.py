@@ -20,7 +20,7 @@ import torch
 
 from ..engine.config import RegistrationConfig, check_lambda
 from ..engine.grid import Grid
-from ..engine.transforms.dense import resample_field
+from ..engine.transforms.dense import resample_field, vector_array
 from ..errors import InputError
 from .inference import CanonicalPair, predict_cascade
 from .models import LoadedModel, load_model
@@ -69,7 +69,7 @@ class LambdaSession:
             velocity = predict_cascade(self.model, self.pair, self.cascade, value)
             with torch.no_grad():
                 values = resample_field(velocity.displacement(), velocity.grid, self.fixed_grid, padding="zeros")
-            return values[0].permute(1, 2, 3, 0).contiguous().cpu().numpy()
+            return vector_array(values, values.dtype)
 
     def displacement(self, lam: float) -> sitk.DisplacementFieldTransform:
         """``exp(v_lambda)`` as a displacement field transform on the fixed image's whole grid."""

@@ -65,12 +65,12 @@ def velocity_exp(velocity: np.ndarray, reference: sitk.Image, steps: int = 7) ->
     import torch
 
     from ..engine.grid import Grid
-    from ..engine.transforms.dense import VelocityField
+    from ..engine.transforms.dense import VelocityField, vector_array
 
     field = torch.from_numpy(np.ascontiguousarray(velocity.transpose(3, 0, 1, 2))[None].astype(np.float32))
     model = VelocityField(Grid.from_sitk(reference), field, steps=steps)
     with torch.no_grad():
-        return model.displacement()[0].permute(1, 2, 3, 0).double().numpy()
+        return vector_array(model.displacement())
 
 
 def read_image_vector(path: str) -> sitk.Image:

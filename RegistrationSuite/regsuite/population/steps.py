@@ -73,7 +73,9 @@ def warp(reference: sitk.Image, image_path: str, transform: sitk.Transform, outp
 
 def velocity_image(result: Any) -> sitk.Image:
     """The velocity field of a diffeomorphic registration result on its fixed grid (float32 vectors)."""
-    from ..engine.transforms.dense import VelocityField, resample_field
+    import torch
+
+    from ..engine.transforms.dense import VelocityField, resample_field, vector_array
     from ..errors import InputError
 
     model = result.deformable
@@ -81,8 +83,7 @@ def velocity_image(result: Any) -> sitk.Image:
         raise InputError("a velocity field was asked for, but the preset's last stage is not an 'svf' "
                          "stage following the linear ones")
     values = resample_field(model.field.detach(), model.grid, result.fixed_grid, padding="zeros")
-    image = sitk.GetImageFromArray(np.ascontiguousarray(values[0].permute(1, 2, 3, 0).cpu().numpy(),
-                                                        dtype=np.float32), isVector=True)
+    image = sitk.GetImageFromArray(vector_array(values, torch.float32), isVector=True)
     result.fixed_grid.copy_to(image)
     return image
 

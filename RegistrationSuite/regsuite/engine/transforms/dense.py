@@ -28,6 +28,20 @@ from ...errors import InputError
 from ..grid import Grid
 
 
+def vector_array(values: torch.Tensor, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """A field tensor ``(1, 3, z, y, x)`` as the C-ordered ``(z, y, x, 3)`` array that
+    ``sitk.GetImageFromArray(..., isVector=True)`` takes, converted and reordered by torch in one
+    copy (a numpy copy of the permuted view is several times slower on a 1 mm brain field).
+
+    Example:
+        >>> a = vector_array(torch.zeros(1, 3, 2, 3, 4))
+        >>> a.shape, a.dtype.name, a.flags["C_CONTIGUOUS"]
+        ((2, 3, 4, 3), 'float64', True)
+    """
+    ordered = values.detach()[0].permute(1, 2, 3, 0).to(dtype=dtype, memory_format=torch.contiguous_format)
+    return ordered.cpu().numpy()
+
+
 def _vector_to_normalized(grid: Grid, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """3x3 matrix turning a world displacement into a ``grid_sample`` displacement."""
     return torch.as_tensor(grid.world_to_normalized()[:3, :3], device=device, dtype=dtype)
@@ -105,8 +119,7 @@ class DenseField(nn.Module):
         with torch.no_grad():
             source = self.inverse_displacement() if inverse else self.displacement()
             values = resample_field(source, self.grid, grid, padding="zeros")
-        array = values.detach()[0].permute(1, 2, 3, 0).cpu().double().numpy()
-        image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=True)
+        image = sitk.GetImageFromArray(vector_array(values), isVector=True)
         grid.copy_to(image)
         return sitk.DisplacementFieldTransform(image)
 
