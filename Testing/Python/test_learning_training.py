@@ -249,3 +249,28 @@ def test_the_dice_term_on_the_canonical_grid_compares_a_random_subset_of_the_lab
     assert len(seen) == 2 and seen[0] == seen[1] and 0.0 <= terms["dice_loss"] <= 1.0
     card = json.loads(trainer.export("regsuite train --config c.json --output-dir fine").read_text())
     assert card["training"]["config"]["dice_grid"] == "canonical" and card["training"]["config"]["dice_labels"] == 1
+
+
+def test_a_full_resolution_network_warm_starts_from_a_half_resolution_export(tmp_path: Path, data_root: Path):
+    """``initial_weights`` of a velocity_level 1 export into a velocity_level 0 config: the shared
+    blocks are copied and the head doubled (the trainer takes the half-resolution path); the
+    export of a full-resolution run loads as it is."""
+    from regsuite.learning.config import TrainingConfig
+    from regsuite.learning.models import read_weights
+    from regsuite.learning.training import Trainer
+
+    half = tmp_path / "half"
+    assert main(["train", "--config", str(_config(tmp_path, data_root, iterations=1)), "--output-dir", str(half),
+                 "--threads", "1"]) == 0
+    source = read_weights(half / "weights.pt")
+    config = json.loads(_config(tmp_path, data_root, network={"width": 0.25, "velocity_level": 0},
+                                initial_weights=str(half / "weights.pt")).read_text())
+    trainer = Trainer(TrainingConfig.from_dict(config), tmp_path / "full", torch.device("cpu"))
+    trainer.load_initial_weights(config["initial_weights"])
+    own = trainer.network.state_dict()
+    assert torch.equal(own["head.weight"], 2 * source["head.weight"])
+    assert all(torch.equal(own[k], v) for k, v in source.items() if not k.startswith("head."))
+    torch.save(own, tmp_path / "full.pt")
+    again = Trainer(TrainingConfig.from_dict(config), tmp_path / "again", torch.device("cpu"))
+    again.load_initial_weights(str(tmp_path / "full.pt"))
+    assert all(torch.equal(again.network.state_dict()[k], v) for k, v in own.items())

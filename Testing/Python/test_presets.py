@@ -143,6 +143,6 @@ def test_preset_runs_end_to_end_on_a_phantom(name):
         # optimization included) is off by an interpolation error, measured 0.009-0.020 mm here
         # (under 1/100 of the 2.5 mm voxels). A network's result lives on its 4 mm velocity grid
         # (a cascade's is composed on the 2 mm canonical grid), so its error grows with the field
-        # the network puts on this phantom: measured per preset below (bound: 1.25 x + 0.01 mm).
+        # the network puts on this phantom: measured per preset in NETWORK_INVERSE_MM (bound: 1.25 x + 0.01 mm).
         tolerance = 1.25 * NETWORK_INVERSE_MM[name] + 0.01 if name in NETWORK_INVERSE_MM else 0.025
         assert np.linalg.norm(back - x) < tolerance, (name, back, x)

@@ -124,12 +124,10 @@ class VoxelMorphUNet(nn.Module):
         """
         if self.velocity_level != 0:
             raise ValueError("only a full-resolution network (velocity_level 0) takes half-resolution weights")
-        new = len(self.decoder) - 1
-        missing = {k for k in self.state_dict() if k.startswith(f"decoder.{new}.")}
-        extra = set(state) - set(self.state_dict())
-        if extra or not missing.isdisjoint(state):
+        new, own = len(self.decoder) - 1, self.state_dict()
+        missing = {k for k in own if k.startswith(f"decoder.{new}.")}
+        if set(state) != set(own) - missing:
             raise ValueError("the weights are not those of this network's half-resolution counterpart")
-        own = self.state_dict()
         for key, value in state.items():
             if own[key].shape != value.shape:
                 raise ValueError(f"weights '{key}' have shape {tuple(value.shape)}, expected {tuple(own[key].shape)}")

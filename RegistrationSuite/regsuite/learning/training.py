@@ -35,7 +35,7 @@ from .data import LabelClasses, PairSampler, check_data, load_subject
 from .field import NetworkField
 from .inference import histogram_distance, intensity_histogram
 from .models import card_markdown, file_sha256
-from .networks import build_network, parameter_count
+from .networks import VoxelMorphUNet, build_network, parameter_count
 
 CHECKPOINT = "checkpoint.pt"
 #: lambdas at which a HyperMorph export is validated (the card's ``lambda_sweep``)
@@ -380,12 +380,11 @@ class Trainer:
             target = self.network.unet
         elif self.config.architecture == "pyramid" and not any(k.startswith("fine.") for k in state):
             target = self.network.fine
-        unet = getattr(target, "unet", target)
-        if getattr(unet, "velocity_level", None) == 0 and f"decoder.{len(unet.decoder) - 1}.conv.weight" not in {
-                k.removeprefix("unet.") for k in state}:
-            unet.load_half_resolution({k.removeprefix("unet."): v for k, v in state.items()})
-            return
-        target.load_state_dict(state)
+        if (isinstance(target, VoxelMorphUNet) and target.velocity_level == 0
+                and f"decoder.{len(target.decoder) - 1}.conv.weight" not in state):
+            target.load_half_resolution(state)
+        else:
+            target.load_state_dict(state)
 
     # ------------------------------------------------------------------ loop
     def run(self, iterations: int | None = None, resume: bool = False) -> None:
