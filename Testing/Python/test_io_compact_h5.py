@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from regsuite.errors import InputError, TransformFileError
-from regsuite.io.compact_h5 import FIELD_QUANTUM_MM, quantize
+from regsuite.errors import InputError, RegSuiteError, TransformFileError
+from regsuite.io.compact_h5 import FIELD_QUANTUM_MM, quantize, verify_compact_h5, write_compact_h5
 from regsuite.io.transforms import read_transform, write_composite_from_parts, write_transform
 
 import h5py  # noqa: E402  (a dependency of the package)
@@ -162,3 +162,51 @@ def test_unstorable_fields_fail_with_one_line_and_leave_nothing(tmp_path: Path) 
     with pytest.raises(InputError, match="quantum"):
         write_transform(_field(reference), tmp_path / "bad.h5", field_quantum=-1.0)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_field_over_several_chunks_is_stored_exactly_quantized(tmp_path: Path, threads: int) -> None:
+    """The chunks are shuffled and compressed by the writer itself (on SimpleITK's threads) and
+    stored raw: HDF5 and ITK must decode them to exactly the quantized values, the last (partial,
+    zero-padded) chunk included. 60x50x40 vectors: 360 000 values, a chunk and a third."""
+    reference = _reference((60, 50, 40))
+    field = _field(reference)
+    saved = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        write_transform(field, tmp_path / "compact.h5")
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(saved)
+    expected = quantize(sitk.GetArrayViewFromImage(field.GetDisplacementField()), FIELD_QUANTUM_MM)
+    with h5py.File(tmp_path / "compact.h5", "r") as store:
+        stored = store["TransformGroup/0/TransformParameters"]
+        assert stored.chunks[0] < stored.shape[0] < 2 * stored.chunks[0]
+        assert np.array_equal(stored[()], expected)
+    back = sitk.DisplacementFieldTransform(read_transform(tmp_path / "compact.h5")).GetDisplacementField()
+    assert np.array_equal(sitk.GetArrayViewFromImage(back).reshape(-1), expected.astype(np.float64))
+
+
+def test_verification_compares_the_stored_chunks(tmp_path: Path) -> None:
+    """A changed chunk, a changed linear piece and a file cut short are each caught."""
+    reference = _reference((60, 50, 40))
+    pieces = [sitk.AffineTransform((1.02, 0.0, 0.01, 0.0, 0.98, 0.0, 0.02, 0.0, 1.0), (1.0, 2.0, -1.0)),
+              _field(reference)]
+    path = tmp_path / "t.h5"
+    stored = write_compact_h5(pieces, path)
+    verify_compact_h5(path, pieces, stored, "t.h5")  # as written: no error
+    name, chunks = next(iter(stored.items()))
+    damaged = bytearray(chunks[0][1])
+    damaged[len(damaged) // 2] ^= 0xFF
+    with h5py.File(path, "r+") as store:  # one byte of the first chunk flipped
+        store[name].id.write_direct_chunk((0,), bytes(damaged), 0)
+    with pytest.raises(RegSuiteError, match="'t.h5' reads back different"):
+        verify_compact_h5(path, pieces, stored, "t.h5")
+    stored = write_compact_h5(pieces, path)
+    moved = [sitk.AffineTransform(pieces[0]), pieces[1]]
+    moved[0].SetTranslation((1.0, 2.0, -1.0 + 1e-12))
+    with pytest.raises(RegSuiteError, match="reads back different"):
+        verify_compact_h5(path, moved, stored, "t.h5")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RegSuiteError, match="'t.h5' was not written completely"):
+        verify_compact_h5(path, pieces, stored, "t.h5")
