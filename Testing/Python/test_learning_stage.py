@@ -18,6 +18,8 @@ from regsuite.engine.grid import Grid
 from regsuite.engine.registration import register
 from regsuite.engine.transforms.dense import resample_field
 from regsuite.errors import InputError, InputWarning, PresetError
+from regsuite.learning.canonical import (SMOOTHING_MARGIN_SIGMAS, _footprint, _smoothing_sigma, canonical_grid, on_grid,
+                                         prepare_intensity, prepared_on_grid)
 from regsuite.learning.inference import CanonicalPair, predict
 from regsuite.learning.models import MODEL_DIR, card_markdown, list_models, load_model
 
@@ -79,6 +81,26 @@ def test_shipped_models_are_listed_and_load():
         root = Path(__file__).resolve().parents[2]
         assert not any(str(folder) in json.dumps(card) for folder in (root, root.parent / "shared"))
         assert load_model(name).network.training is False
+
+
+def test_inputs_smoothed_over_the_grids_footprint_equal_the_whole_images():
+    """The network's inputs are smoothed only where its grid samples (through the affine) plus a
+    margin: on an oblique, anisotropic image larger than the grid the canonical tensors must equal
+    those of the whole image smoothed, to float32 rounding (the margin's bound, see canonical.py;
+    a 3-sigma margin leaves differences of 3e-4 here)."""
+    rotation = sitk.VersorTransform((0.3, -0.2, 0.5), 0.4).GetMatrix()
+    image = brain_like(size=(150, 170, 120), spacing=(1.0, 0.9, 1.1), direction=rotation, seed=3)
+    grid = canonical_grid(image, size=(14, 16, 14), spacing=4.0)  # 56x64x56 mm inside the brain
+    affine = sitk.AffineTransform((1.05, 0.03, 0.0, -0.02, 0.96, 0.04, 0.01, 0.0, 1.02), (4.0, -3.0, 2.0))
+    margin = SMOOTHING_MARGIN_SIGMAS * max(_smoothing_sigma(image, 4.0))
+    part = _footprint(image, grid, affine, margin)
+    assert np.prod(part.GetSize()) < 0.5 * np.prod(image.GetSize())  # cropped, its borders inside the brain
+    for transform in (None, affine):
+        whole = on_grid(prepare_intensity(image, spacing=4.0), grid, transform)
+        assert torch.allclose(prepared_on_grid(image, grid, transform, spacing=4.0), whole, atol=1e-6, rtol=0)
+    bent = sitk.CompositeTransform([affine, sitk.DisplacementFieldTransform(
+        sitk.Image([4, 4, 4], sitk.sitkVectorFloat64, 3))])
+    assert _footprint(image, grid, bent, margin) is image  # a non-linear transform: no crop
 
 
 def test_exported_field_is_the_networks_field_in_physical_space():

@@ -18,7 +18,7 @@ import torch
 from ..engine.grid import Grid
 from ..engine.transforms.cascade import VelocityChain
 from ..engine.transforms.dense import VelocityField, resample_field
-from .canonical import canonical_grid, on_grid, prepare_intensity
+from .canonical import canonical_grid, prepared_on_grid
 from .field import NetworkField
 from .models import LoadedModel
 
@@ -56,8 +56,8 @@ class CanonicalPair:
         grid_card = model.card["grid"]
         spacing = float(grid_card["spacing_mm"])
         grid = canonical_grid(fixed, fixed_mask, grid_card["size_xyz"], spacing)
-        f = on_grid(prepare_intensity(fixed, fixed_mask, spacing), grid, device=device)
-        m = on_grid(prepare_intensity(moving, moving_mask, spacing), grid, affine, device=device)
+        f = prepared_on_grid(fixed, grid, None, fixed_mask, spacing, device)
+        m = prepared_on_grid(moving, grid, affine, moving_mask, spacing, device)
         return cls(grid, f, m)
 
     def unusual(self, model: LoadedModel) -> list[str]:
