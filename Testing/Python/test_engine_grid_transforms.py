@@ -10,7 +10,7 @@ import torch
 from phantoms import make_grid, rotation
 from regsuite.engine.grid import Grid
 from regsuite.engine.transforms.bspline import BSplineField
-from regsuite.engine.transforms.dense import DenseField, VelocityField, compose_on_grid
+from regsuite.engine.transforms.dense import DenseField, VelocityField, compose_on_grid, resample_field, sample_field
 from regsuite.engine.transforms.linear import LinearTransform, decompose_affine, rotation_matrix_zyx
 
 OBLIQUE = rotation((0.2, -0.3, 0.5))
@@ -139,3 +139,23 @@ def test_dense_field_export_is_an_itk_displacement_field_zero_outside_its_grid()
     assert np.allclose(np.array(exported.TransformPoint(world.tolist())) - world, expected, atol=1e-5)
     outside = full.index_to_world_points(np.array([1.0, 1.0, 1.0]))
     assert np.allclose(exported.TransformPoint(outside.tolist()), outside)
+
+
+def test_zero_padded_resampling_samples_only_the_box_that_sees_the_field():
+    """A field on a small oblique grid resampled onto a larger grid with zero padding: only the
+    target voxels near the source grid are sampled, and the result is exactly (bit for bit) what
+    sampling every target voxel gives; a source outside the target gives zeros."""
+    source = Grid((12, 10, 9), (2.0, 2.2, 2.5), (-8.0, -6.0, -9.0), rotation((0.3, -0.2, 0.4)))
+    target = Grid((60, 52, 44), (1.0, 1.1, 1.2), (-30.0, -28.0, -25.0), rotation((-0.1, 0.05, 0.2)))
+    field = torch.randn((1, 3) + source.shape_zyx, generator=torch.Generator().manual_seed(0))
+    everywhere = sample_field(field, target.mapped_index_points(
+        source.world_to_normalized() @ target.index_to_world()), "zeros")
+    boxed = resample_field(field, source, target, padding="zeros")
+    assert torch.equal(boxed, everywhere)
+    assert 0 < int((everywhere.abs().sum(dim=1) > 0).sum()) < 0.5 * target.num_voxels  # the box crops
+    far = Grid(source.size, source.spacing, (500.0, 0.0, 0.0), source.direction)
+    assert torch.count_nonzero(resample_field(field, far, target, padding="zeros")) == 0
+    covering = Grid((40, 40, 40), (3.0, 3.0, 3.0), (-60.0, -60.0, -60.0))  # sees every target voxel
+    full = sample_field(field.new_ones((1, 3, 40, 40, 40)), target.mapped_index_points(
+        covering.world_to_normalized() @ target.index_to_world()), "zeros")
+    assert torch.equal(resample_field(field.new_ones((1, 3, 40, 40, 40)), covering, target, padding="zeros"), full)

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -132,14 +133,17 @@ class Grid:
         return self.mapped_index_points(self.index_to_world(), device, dtype)
 
     def mapped_index_points(self, index_to_target: np.ndarray, device: torch.device | str = "cpu",
-                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """``index_to_target @ index`` for every voxel, ``(1, D, H, W, 3)``.
+                            dtype: torch.dtype = torch.float32,
+                            box: tuple[Sequence[int], Sequence[int]] | None = None) -> torch.Tensor:
+        """``index_to_target @ index`` for every voxel, ``(1, D, H, W, 3)``; with ``box`` (first
+        and last index, x y z, inclusive) for the voxels of that box only, the same values.
 
         Built by broadcasting one vector per index axis (the map is affine), which is much
         cheaper than a matrix product over all voxels.
         """
         matrix = torch.as_tensor(np.asarray(index_to_target)[:3], device=device, dtype=torch.float64)
-        i, j, k = (torch.arange(n, device=device, dtype=torch.float64) for n in self.size)
+        first, last = box if box is not None else ((0, 0, 0), tuple(n - 1 for n in self.size))
+        i, j, k = (torch.arange(int(a), int(b) + 1, device=device, dtype=torch.float64) for a, b in zip(first, last))
         along_i = (i[:, None] * matrix[:, 0]).to(dtype)[None, None, :, :]
         along_j = (j[:, None] * matrix[:, 1] + matrix[:, 3]).to(dtype)[None, :, None, :]
         along_k = (k[:, None] * matrix[:, 2]).to(dtype)[:, None, None, :]
