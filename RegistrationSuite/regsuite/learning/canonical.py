@@ -31,7 +31,6 @@ import torch
 
 from ..engine.grid import Grid
 from ..engine.pyramid import foreground_box, normalize_intensity, to_tensor
-from ..io.composite import leaves
 
 #: intensity normalisation of every learned model: percentiles 0.5 / 99.5 of the voxels above
 #: the image's minimum (the brain of a skull-stripped image) mapped to 0 / 1, clipped
@@ -118,7 +117,7 @@ def _footprint(image: sitk.Image, grid: Grid, transform: sitk.Transform | None, 
     """The box of ``image`` holding ``grid``'s voxels mapped through a linear ``transform`` (grid
     world -> image world), ``margin_mm`` and a voxel wider on every side; the whole image for a
     non-linear transform or when the box is the whole image."""
-    if transform is not None and not all(piece.IsLinear() for piece in leaves(transform)):
+    if transform is not None and not transform.IsLinear():  # (a composite: linear when all its pieces are)
         return image
     corners = grid.index_to_world_points(np.array(list(product(*[(0, n - 1) for n in grid.size])), dtype=np.float64))
     if transform is not None:
