@@ -101,6 +101,8 @@ def test_inputs_smoothed_over_the_grids_footprint_equal_the_whole_images():
     bent = sitk.CompositeTransform([affine, sitk.DisplacementFieldTransform(
         sitk.Image([4, 4, 4], sitk.sitkVectorFloat64, 3))])
     assert _footprint(image, grid, bent, margin) is image  # a non-linear transform: no crop
+    far = sitk.TranslationTransform(3, (900.0, 0.0, 0.0))  # the grid lands outside the image: zeros, no error
+    assert torch.count_nonzero(prepared_on_grid(image, grid, far, spacing=4.0)) == 0
 
 
 def test_exported_field_is_the_networks_field_in_physical_space():

@@ -116,7 +116,7 @@ def _smoothing_sigma(image: sitk.Image, spacing: float) -> list[float]:
 def _footprint(image: sitk.Image, grid: Grid, transform: sitk.Transform | None, margin_mm: float) -> sitk.Image:
     """The box of ``image`` holding ``grid``'s voxels mapped through a linear ``transform`` (grid
     world -> image world), ``margin_mm`` and a voxel wider on every side; the whole image for a
-    non-linear transform or when the box is the whole image."""
+    non-linear transform, when the box is the whole image or thinner than 4 voxels."""
     if transform is not None and not transform.IsLinear():  # (a composite: linear when all its pieces are)
         return image
     corners = grid.index_to_world_points(np.array(list(product(*[(0, n - 1) for n in grid.size])), dtype=np.float64))
@@ -128,8 +128,8 @@ def _footprint(image: sitk.Image, grid: Grid, transform: sitk.Transform | None, 
     size = np.asarray(image.GetSize())
     low = np.clip(np.floor(index.min(axis=0) - margin), 0, size - 1).astype(int)
     high = np.clip(np.ceil(index.max(axis=0) + margin), 0, size - 1).astype(int)
-    if np.array_equal(low, np.zeros(3)) and np.array_equal(high, size - 1):
-        return image
+    if (np.array_equal(low, np.zeros(3)) and np.array_equal(high, size - 1)) or np.any(high - low < 3):
+        return image  # (a grid far outside the image: ITK's recursive Gaussian needs 4 voxels an axis)
     return sitk.RegionOfInterest(image, (high - low + 1).tolist(), low.tolist())
 
 
