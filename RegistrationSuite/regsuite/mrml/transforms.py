@@ -124,6 +124,14 @@ def _affine_matrix(pieces: list[sitk.Transform]) -> np.ndarray:
 def _vector_image_data(values_ras: np.ndarray, size: Sequence[int], spacing: Sequence[float],
                        origin_lps: Sequence[float]) -> Any:
     """A ``vtkImageData`` of 3-vectors (numpy ``(k, j, i, 3)`` or flat, RAS) on a grid given in LPS."""
+    image, values = _empty_vector_image(size, spacing, origin_lps)
+    values[...] = np.asarray(values_ras, dtype=np.float64).reshape(-1, 3)
+    return image
+
+
+def _empty_vector_image(size: Sequence[int], spacing: Sequence[float], origin_lps: Sequence[float]) -> tuple[Any, np.ndarray]:
+    """A ``vtkImageData`` of double 3-vectors on a grid given in LPS (RAS origin) and a numpy
+    ``(n, 3)`` view of its values (VTK owns the memory; fill it before the image is used)."""
     from vtkmodules.util import numpy_support  # noqa: PLC0415
 
     vtk = _vtk()
@@ -131,11 +139,11 @@ def _vector_image_data(values_ras: np.ndarray, size: Sequence[int], spacing: Seq
     image.SetDimensions(*[int(n) for n in size])
     image.SetSpacing(*[float(s) for s in spacing])
     image.SetOrigin(*[float(v) for v in lps_to_ras(origin_lps)])
-    array = numpy_support.numpy_to_vtk(np.ascontiguousarray(values_ras.reshape(-1, 3), dtype=np.float64),
-                                       deep=True, array_type=vtk.VTK_DOUBLE)
+    array = vtk.vtkDoubleArray()
     array.SetNumberOfComponents(3)
+    array.SetNumberOfTuples(int(np.prod([int(n) for n in size])))
     image.GetPointData().SetScalars(array)
-    return image
+    return image, numpy_support.vtk_to_numpy(array)
 
 
 def _direction_ras(direction_lps: Sequence[float]) -> Any:
@@ -213,21 +221,22 @@ def _composed_field_to_vtk(matrix_lps: np.ndarray, field_transform: sitk.Transfo
     u = sitk.GetArrayViewFromImage(field)  # (k, j, i, 3), LPS
     flip = np.diag([-1.0, -1.0, 1.0])  # LPS <-> RAS
     linear, translation = matrix_lps[:3, :3], matrix_lps[:3, 3]
-    # the linear part of the field, RAS (numpy 2's matmul takes BLAS, as einsum's optimized path does,
-    # and its result is C-contiguous: VTK's copy below takes it as it is, no third copy)
-    values = np.matmul(u.reshape(-1, 3), (flip @ linear).T).reshape(u.shape)
+    size = field.GetSize()
+    image, flat = _empty_vector_image(size, field.GetSpacing(), field.GetOrigin())
+    # the linear part of the field, RAS, written straight into VTK's array (BLAS matmul)
+    np.matmul(u.reshape(-1, 3), (flip @ linear).T, out=flat)
+    values = flat.reshape(u.shape)
     # (M - I) x + t, affine in the voxel index: added along each axis by broadcasting
     axes = np.array(field.GetDirection()).reshape(3, 3) * np.array(field.GetSpacing())
     residual = flip @ (linear - np.eye(3))
     step = residual @ axes  # column c: change per index step along grid axis c
     base = residual @ np.array(field.GetOrigin()) + flip @ translation
-    size = field.GetSize()
     values += (np.arange(size[2])[:, None] * step[:, 2])[:, None, None, :]
     values += (np.arange(size[1])[:, None] * step[:, 1])[None, :, None, :]
     values += (np.arange(size[0])[:, None] * step[:, 0] + base)[None, None, :, :]
     grid = _slicer().vtkOrientedGridTransform()
     grid.SetGridDirectionMatrix(_direction_ras(field.GetDirection()))
-    grid.SetDisplacementGridData(_vector_image_data(values, size, field.GetSpacing(), field.GetOrigin()))
+    grid.SetDisplacementGridData(image)
     grid.SetInterpolationModeToCubic()  # as _grid_to_vtk
     return grid
 
