@@ -127,6 +127,31 @@ class Grid:
         matrix = self.world_to_index()
         return world @ matrix[:3, :3].T + matrix[:3, 3]
 
+    def corners_world(self, pad: float = 0.0) -> np.ndarray:
+        """World points ``(8, 3)`` of the corners of the index box from ``-pad`` to ``n - 1 + pad``
+        along each axis (``pad`` 0: the corner voxel centres)."""
+        index = [[(-pad, n - 1 + pad)[bit] for n, bit in zip(self.size, bits)] for bits in np.ndindex(2, 2, 2)]
+        return self.index_to_world_points(np.array(index, dtype=np.float64))
+
+    def index_box(self, world: np.ndarray, margin: float | np.ndarray = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
+        """First and last index (x y z, inclusive) of this grid's voxels inside the box that holds
+        the ``world`` points in this grid's index space, widened by ``margin`` voxels (per axis or
+        one for all); None when no voxel is inside.
+
+        Example:
+            >>> grid = Grid((10, 10, 10), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+            >>> [b.tolist() for b in grid.index_box(np.array([[3.0, 4.0, 5.0], [7.0, 4.0, 30.0]]), 1.0)]
+            [[0, 1, 1], [5, 3, 9]]
+        """
+        index = self.world_to_index_points(world)
+        first = np.maximum(np.floor(index.min(axis=0) - margin).astype(int), 0)
+        last = np.minimum(np.ceil(index.max(axis=0) + margin).astype(int), np.asarray(self.size) - 1)
+        return None if np.any(last < first) else (first, last)
+
+    def is_whole(self, box: tuple[np.ndarray, np.ndarray]) -> bool:
+        """True when ``box`` (first and last index, as :meth:`index_box` gives) is every voxel."""
+        return not np.any(box[0]) and np.array_equal(box[1], np.asarray(self.size) - 1)
+
     # ------------------------------------------------------------------ tensors
     def world_points(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """World coordinates of every voxel centre, shape ``(1, D, H, W, 3)`` (x, y, z)."""

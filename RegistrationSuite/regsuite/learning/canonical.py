@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-from itertools import product
 from typing import Sequence
 
 import numpy as np
@@ -69,12 +68,21 @@ def velocity_grid(grid: Grid, level: int) -> Grid:
     return coarse
 
 
-def prepare_intensity(image: sitk.Image, mask: sitk.Image | None = None, spacing: float = 2.0) -> sitk.Image:
+def prepare_intensity(image: sitk.Image, mask: sitk.Image | None = None, spacing: float = 2.0,
+                      region: tuple[Grid, sitk.Transform | None] | None = None) -> sitk.Image:
     """``image`` normalised (:data:`NORMALIZATION`) and smoothed against aliasing at ``spacing``:
-    a Gaussian of sigma ``0.5 sqrt(spacing^2 - s^2)`` mm along each axis of voxel size ``s``."""
+    a Gaussian of sigma ``0.5 sqrt(spacing^2 - s^2)`` mm along each axis of voxel size ``s``.
+
+    ``region`` (a grid and the transform from its world to the image's, as :func:`on_grid` takes
+    them) smooths and returns only the part of the image that grid samples, with a margin of
+    :data:`SMOOTHING_MARGIN_SIGMAS` sigmas; the normalisation still sees the whole image. A
+    brain's canonical grid covers about half of a 1 mm head volume, so this halves the smoothing.
+    """
     normalized = normalize_intensity(image, NORMALIZATION, mask)
     sigma = _smoothing_sigma(image, spacing)
     if max(sigma) > 0:
+        if region is not None:
+            normalized = _footprint(normalized, *region, SMOOTHING_MARGIN_SIGMAS * max(sigma))
         normalized = sitk.SmoothingRecursiveGaussian(normalized, [max(s, 1e-3) for s in sigma])
     return normalized
 
@@ -82,10 +90,8 @@ def prepare_intensity(image: sitk.Image, mask: sitk.Image | None = None, spacing
 def prepared_on_grid(image: sitk.Image, grid: Grid, transform: sitk.Transform | None = None,
                      mask: sitk.Image | None = None, spacing: float = 2.0,
                      device: torch.device | str = "cpu") -> torch.Tensor:
-    """``on_grid(prepare_intensity(image, mask, spacing), grid, transform)``, smoothing only the
-    part of ``image`` that ``grid`` samples (through a linear ``transform``) and a margin of
-    :data:`SMOOTHING_MARGIN_SIGMAS` sigmas: the normalisation still sees the whole image, and a
-    brain's canonical grid covers about half of a 1 mm head volume, so this halves the smoothing.
+    """``image`` prepared (:func:`prepare_intensity`, only the part ``grid`` samples) and sampled
+    at ``grid``'s voxels through ``transform``: the network's input.
 
     Example:
         >>> image = sitk.GetImageFromArray(np.random.default_rng(0).random((40, 50, 60)).astype(np.float32))
@@ -94,12 +100,7 @@ def prepared_on_grid(image: sitk.Image, grid: Grid, transform: sitk.Transform | 
         >>> bool(torch.allclose(prepared_on_grid(image, grid), whole, atol=1e-6))
         True
     """
-    normalized = normalize_intensity(image, NORMALIZATION, mask)
-    sigma = _smoothing_sigma(image, spacing)
-    if max(sigma) > 0:
-        part = _footprint(normalized, grid, transform, SMOOTHING_MARGIN_SIGMAS * max(sigma))
-        normalized = sitk.SmoothingRecursiveGaussian(part, [max(s, 1e-3) for s in sigma])
-    return on_grid(normalized, grid, transform, device=device)
+    return on_grid(prepare_intensity(image, mask, spacing, (grid, transform)), grid, transform, device=device)
 
 
 #: Margin (in smoothing sigmas) kept around the sampled part of an image before smoothing it:
@@ -119,18 +120,14 @@ def _footprint(image: sitk.Image, grid: Grid, transform: sitk.Transform | None, 
     non-linear transform, when the box is the whole image or thinner than 4 voxels."""
     if transform is not None and not transform.IsLinear():  # (a composite: linear when all its pieces are)
         return image
-    corners = grid.index_to_world_points(np.array(list(product(*[(0, n - 1) for n in grid.size])), dtype=np.float64))
+    corners = grid.corners_world()
     if transform is not None:
         corners = np.array([transform.TransformPoint(tuple(float(v) for v in point)) for point in corners])
-    index = np.array([image.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in point))
-                      for point in corners])
-    margin = margin_mm / np.asarray(image.GetSpacing(), dtype=np.float64) + 1.0
-    size = np.asarray(image.GetSize())
-    low = np.clip(np.floor(index.min(axis=0) - margin), 0, size - 1).astype(int)
-    high = np.clip(np.ceil(index.max(axis=0) + margin), 0, size - 1).astype(int)
-    if (np.array_equal(low, np.zeros(3)) and np.array_equal(high, size - 1)) or np.any(high - low < 3):
+    own = Grid.from_sitk(image)
+    box = own.index_box(corners, margin_mm / np.asarray(own.spacing) + 1.0)
+    if box is None or own.is_whole(box) or np.any(box[1] - box[0] < 3):
         return image  # (a grid far outside the image: ITK's recursive Gaussian needs 4 voxels an axis)
-    return sitk.RegionOfInterest(image, (high - low + 1).tolist(), low.tolist())
+    return sitk.RegionOfInterest(image, (box[1] - box[0] + 1).tolist(), box[0].tolist())
 
 
 def on_grid(image: sitk.Image, grid: Grid, transform: sitk.Transform | None = None, labels: bool = False,

@@ -82,32 +82,16 @@ def resample_field(field: torch.Tensor, source: Grid, target: Grid, padding: str
     if source.is_same(target):
         return field
     to_normalized = source.world_to_normalized() @ target.index_to_world()
-    box = _box_seeing(source, target) if padding == "zeros" else None
-    if box is None:
+    # the target voxels within one source voxel of its grid: elsewhere zero padding gives zero
+    box = target.index_box(source.corners_world(pad=1.0), margin=1.0) if padding == "zeros" else None
+    if padding != "zeros" or (box is not None and target.is_whole(box)):
         return sample_field(field, target.mapped_index_points(to_normalized, field.device, field.dtype), padding)
     out = field.new_zeros(field.shape[:2] + target.shape_zyx)
-    if box is not False:
+    if box is not None:
         (x0, y0, z0), (x1, y1, z1) = box
         points = target.mapped_index_points(to_normalized, field.device, field.dtype, box)
         out[:, :, z0:z1 + 1, y0:y1 + 1, x0:x1 + 1] = sample_field(field, points, padding)
     return out
-
-
-def _box_seeing(source: Grid, target: Grid) -> tuple[np.ndarray, np.ndarray] | bool | None:
-    """First and last index (x y z) of the ``target`` voxels within one ``source`` voxel of its
-    grid (where linear sampling with zero padding can be non-zero); False when there are none,
-    None when that is every voxel."""
-    corners = np.array([[(-1.0, n)[bit] for n, bit in zip(source.size, bits)]
-                        for bits in np.ndindex(2, 2, 2)], dtype=np.float64)
-    index = target.world_to_index_points(source.index_to_world_points(corners))
-    size = np.asarray(target.size)
-    first = np.maximum(np.floor(index.min(axis=0)).astype(int) - 1, 0)
-    last = np.minimum(np.ceil(index.max(axis=0)).astype(int) + 1, size - 1)
-    if np.any(last < first):
-        return False
-    if np.all(first == 0) and np.all(last == size - 1):
-        return None
-    return first, last
 
 
 class DenseField(nn.Module):
