@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ...errors import RegistrationCancelled, RegistrationFailed
 from ..pyramid import LevelImages
+from ..sampling import grid_sample
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,12 @@ def sample_image(image: torch.Tensor, normalized: torch.Tensor, mask: torch.Tens
                  padding: str = "zeros") -> tuple[torch.Tensor, torch.Tensor]:
     """``image`` at ``grid_sample`` points ``(N, D, H, W, 3)`` and each point's weight: 1 inside
     the image (0 outside), times ``mask`` sampled at the same points."""
-    values = F.grid_sample(image, normalized, mode="bilinear", padding_mode=padding, align_corners=True)
+    values = grid_sample(image, normalized, padding=padding)
     with torch.no_grad():
         limit = 1.0 + 1e-6
         weight = ((normalized >= -limit) & (normalized <= limit)).all(dim=-1).unsqueeze(1).to(values.dtype)
         if mask is not None:
-            weight = weight * F.grid_sample(mask, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
+            weight = weight * grid_sample(mask, normalized)
     return values, weight
 
 

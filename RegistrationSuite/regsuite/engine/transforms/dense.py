@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputError
 from ..grid import Grid
+from ..sampling import grid_sample
 
 
 def vector_array(values: torch.Tensor, dtype: torch.dtype = torch.float64) -> np.ndarray:
@@ -60,7 +60,7 @@ def sample_field(field: torch.Tensor, normalized: torch.Tensor, padding: str = "
 
     Outside the field's grid the edge value is repeated (``padding='border'``) or zero.
     """
-    return F.grid_sample(field, normalized, mode="bilinear", padding_mode=padding, align_corners=True)
+    return grid_sample(field, normalized, padding=padding)
 
 
 def compose_on_grid(first: torch.Tensor, second: torch.Tensor, grid: Grid, base: torch.Tensor | None = None) -> torch.Tensor:
