@@ -46,8 +46,12 @@ def grid_sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear
     batch = points[:, :body].reshape(count, thick, *points.shape[2:])  # a view of contiguous points
     sampled = F.grid_sample(image.expand(count, *image.shape[1:]), batch, mode=mode, padding_mode=padding,
                             align_corners=True)  # (count, C, thick, h, w)
-    channels = image.shape[1]
-    parts = [sampled.transpose(0, 1).reshape(1, channels, body, *points.shape[2:4])]
-    if body < depth:
-        parts.append(F.grid_sample(image, points[:, body:], mode=mode, padding_mode=padding, align_corners=True))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+    channels, (height, width) = image.shape[1], points.shape[2:4]
+    slabs_first = sampled.transpose(0, 1)  # (C, count, thick, h, w)
+    if body == depth:
+        return slabs_first.reshape(1, channels, depth, height, width)  # a view for one channel
+    # one copy of each part into the output (reshape and then cat would copy the slabs twice)
+    output = sampled.new_empty(1, channels, depth, height, width)
+    output[0, :, :body].view(channels, count, thick, height, width).copy_(slabs_first)
+    output[:, :, body:] = F.grid_sample(image, points[:, body:], mode=mode, padding_mode=padding, align_corners=True)
+    return output
