@@ -55,7 +55,7 @@ use <i>Save as preset...</i>. Optional masks (label map or segmentation) restric
 measure; an optional initial transform starts the search.</p>
 <p>Deep learning (skull-stripped T1 brain MRI): <b>brain-mri-voxelmorph</b> (affine, then one
 pass of a VoxelMorph network; <b>brain-mri-voxelmorph-ic</b>: one trained for inverse consistency;
-<b>brain-mri-voxelmorph-cascade</b>: the same network run twice, the more accurate), <b>brain-mri-fast</b> (the network, then a short optimisation) and
+<b>brain-mri-voxelmorph-cascade</b>: a network trained as a cascade, run twice), <b>brain-mri-fast</b> (the network, then a short optimisation) and
 <b>brain-mri-hypermorph</b>, whose <i>Smoothness (lambda)</i> slider changes the finished result
 in place, without running again; <b>brain-any-contrast</b> (and <b>brain-any-contrast-io</b>, with a short MIND-SSC
 optimisation) for two brains of any MRI contrasts (T1, T2, PD, unknown).</p>
