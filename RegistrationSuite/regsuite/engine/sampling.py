@@ -33,13 +33,15 @@ def grid_sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear
     ``image`` is ``(1, C, D, H, W)`` and ``points`` ``(1, d, h, w, 3)``. The points are cut into
     ``slabs`` (default: torch's thread count) along ``d``; a remainder of fewer than ``slabs``
     planes is sampled by one more call. Falls back to a single call for a batch above 1, CUDA
-    tensors, small outputs, and an ``image`` that needs a gradient (its gradient would be summed
-    over the slabs in another order, and training must stay bit for bit reproducible).
+    tensors, small outputs, and an ``image`` whose gradient autograd will compute (it would be
+    summed over the slabs in another order, and training must stay bit for bit reproducible); a
+    parameter sampled under ``torch.no_grad()`` (an export, a resampling) still gets slabs.
     """
     count = torch.get_num_threads() if slabs is None else slabs
     depth = points.shape[1]
     thick = depth // count if count > 1 else 0
-    if (thick == 0 or image.shape[0] != 1 or points.shape[0] != 1 or image.is_cuda or image.requires_grad
+    image_gradient = image.requires_grad and torch.is_grad_enabled()
+    if (thick == 0 or image.shape[0] != 1 or points.shape[0] != 1 or image.is_cuda or image_gradient
             or (slabs is None and points[0, ..., 0].numel() < MIN_SPLIT_POINTS)):
         return F.grid_sample(image, points, mode=mode, padding_mode=padding, align_corners=True)
     body = count * thick
